@@ -1,0 +1,23 @@
+# Two entry points, both idempotent: `make run` (install + open the example night)
+# and `make test` (install + run the whole suite). .ci/run calls `make test`.
+PY ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/eegvlm gui resources/example/SC4001-example-PSG.edf
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest -q
+
+bench: $(STAMP)
+	$(VENV)/bin/python bench/viewer.py
+
+.PHONY: install run test bench

@@ -1,0 +1,1 @@
+"""Qt-free core: recordings, hypnograms, persistence, rendering. Never import Qt here."""

@@ -1,0 +1,48 @@
+"""Exceptions that carry a message meant for the user.
+
+Every error the app can explain (bad file, mismatched hypnogram, bad weights) is an
+``EEGVLMError``; the GUI shows ``str(err)`` in a dialog and the CLI prints it, so the
+message must say what was wrong, with which file, and what the user can do.
+"""
+from __future__ import annotations
+
+
+class EEGVLMError(Exception):
+    """Base class for errors whose message is shown to the user verbatim."""
+
+
+class RecordingError(EEGVLMError):
+    """A recording could not be opened or has no usable signal."""
+
+
+class HypnogramError(EEGVLMError):
+    """A hypnogram file could not be read or written."""
+
+
+class HypnogramMismatchError(HypnogramError):
+    """A hypnogram does not fit the recording it is applied to.
+
+    Parameters
+    ----------
+    message : str
+        What does not match, in words the user understands.
+    problems : list of str
+        One short line per mismatch (length, offset, epoch length).
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
+
+
+class StorageError(EEGVLMError):
+    """Labels could not be saved or restored."""
+
+
+def check_option(name: str, value: object, allowed: tuple | list) -> None:
+    """Raise ``ValueError`` naming the parameter, the allowed values and the value given."""
+    if value not in allowed:
+        raise ValueError(
+            f"Invalid value for the '{name}' parameter. Allowed values are "
+            f"{', '.join(repr(a) for a in allowed)}, but got {value!r} instead."
+        )
