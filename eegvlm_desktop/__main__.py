@@ -1,0 +1,4 @@
+"""``python -m eegvlm_desktop`` -> the CLI (``gui`` by default)."""
+from .cli import main
+
+raise SystemExit(main())

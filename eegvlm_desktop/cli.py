@@ -1,0 +1,90 @@
+"""Command line: ``eegvlm [gui] [FILE]``, ``eegvlm info FILE``, ``eegvlm hypnogram ...``.
+
+Every error the user can cause (bad file, mismatched hypnogram) is printed as one clear
+line on stderr with exit status 2 — never a traceback. Imports are lazy so that the
+non-GUI commands do not load Qt.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .core.errors import EEGVLMError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="eegvlm", description="EEG-VLM Desktop: view and score "
+                                "sleep recordings.")
+    sub = p.add_subparsers(dest="command")
+    g = sub.add_parser("gui", help="open the desktop app (default)")
+    g.add_argument("recording", nargs="?", help="recording to open (EDF, BDF, FIF, ...)")
+    g.add_argument("--hypnogram", help="hypnogram to import after opening")
+    i = sub.add_parser("info", help="describe a recording (channels, rates, units, duration)")
+    i.add_argument("recording")
+    h = sub.add_parser("hypnogram", help="convert a hypnogram, optionally checked against a "
+                       "recording")
+    h.add_argument("input")
+    h.add_argument("output", nargs="?", help="output file (.csv .tsv .edf .json, "
+                   "*_events.tsv for BIDS); omit to print statistics")
+    h.add_argument("--recording", help="check that the hypnogram fits this recording")
+    h.add_argument("--fit", choices=("crop", "pad", "crop_or_pad"),
+                   help="crop/pad a hypnogram that does not fit the recording")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``eegvlm`` script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    known = {"gui", "info", "hypnogram", "-h", "--help"}
+    if not argv or argv[0] not in known:
+        argv = ["gui"] + argv
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "gui":
+            from .gui.app import run_app
+            return run_app(args.recording, args.hypnogram)
+        if args.command == "info":
+            from .core.recording import read_recording
+            print(read_recording(args.recording).summary())
+            return 0
+        return _hypnogram(args)
+    except EEGVLMError as err:
+        print(f"eegvlm: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _hypnogram(args: argparse.Namespace) -> int:
+    from .core.errors import HypnogramMismatchError
+    from .core.hypnogram_io import (check_fit, fit_to_recording, read_hypnogram,
+                                    write_hypnogram)
+    meas_date = duration = None
+    rec = None
+    if args.recording:
+        from .core.recording import read_recording
+        rec = read_recording(args.recording)
+        meas_date, duration = rec.meas_date, rec.duration
+    result = read_hypnogram(args.input, recording_start=meas_date, recording_duration=duration)
+    hyp = result.hypnogram
+    for a, b in result.mapping:
+        print(f"mapping: {a} -> {b}", file=sys.stderr)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if rec is not None:
+        problems = check_fit(hyp, rec.n_epochs(hyp.epoch_length), hyp.epoch_length)
+        if problems and not args.fit:
+            raise HypnogramMismatchError(
+                f"{Path(args.input).name} does not match {Path(args.recording).name}: "
+                + "; ".join(problems) + ". Use --fit crop, pad or crop_or_pad to fit it.",
+                problems)
+        if problems:
+            hyp = fit_to_recording(hyp, rec.n_epochs(hyp.epoch_length), args.fit)
+    if args.output:
+        out = write_hypnogram(hyp, Path(args.output), meas_date=meas_date,
+                              provenance={"source": Path(args.input).name})
+        print(f"wrote {out}")
+    else:
+        from .core.stats import sleep_statistics
+        print(json.dumps(sleep_statistics(hyp), indent=2, default=float))
+    return 0

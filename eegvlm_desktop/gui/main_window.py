@@ -1,0 +1,432 @@
+"""The main window: signal view on top, whole-night hypnogram below, statistics on the right.
+
+The window owns no data logic: a :class:`~eegvlm_desktop.core.document.Document` holds the
+recording and the scoring session; every label change goes through the session (saved and
+audited before the key press returns) and the views redraw from the Hypnogram's change
+events. Slow work (statistics with YASA, exports) runs on the :class:`JobWorker`.
+"""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow,
+                               QSplitter, QToolBar)
+
+from ..core.display import DisplaySource, default_filter
+from ..core.document import EPOCH_LENGTH, Document, default_user, open_document
+from ..core.errors import EEGVLMError, HypnogramMismatchError, StorageError
+from ..core.hypnogram_io import write_hypnogram
+from ..core.stats import sleep_statistics
+from ..core.stages import UNS
+from . import dialogs
+from .hypnogram_view import HypnogramView, format_clock
+from .shortcuts import SHORTCUTS, STAGE_ACTIONS
+from .signal_view import GAIN_STEP, SignalView
+from .stats_panel import StatsPanel
+from .workers import JobWorker
+
+WINDOW_CHOICES = (30, 60, 120, 300, 600)
+RECORDING_FILTER = ("Recordings (*.edf *.EDF *.bdf *.BDF *.fif *.fif.gz *.vhdr *.gdf *.set "
+                    "*.cnt *.mff);;All files (*)")
+HYPNOGRAM_FILTER = ("Hypnograms (*.edf *.csv *.tsv *.txt *.xml *.json);;All files (*)")
+EXPORT_FORMATS = {"CSV (*.csv)": "csv", "TSV (*.tsv)": "tsv", "EDF+ annotations (*.edf)": "edf",
+                  "BIDS events (*_events.tsv)": "bids", "JSON with provenance (*.json)": "json"}
+MAX_RECENT = 8
+
+
+class MainWindow(QMainWindow):
+    """EEG-VLM Desktop's scoring window."""
+
+    def __init__(self, settings: QSettings | None = None, user: str | None = None,
+                 data_dir: Path | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("EEG-VLM Desktop")
+        self.setAcceptDrops(True)
+        self.settings = settings or QSettings("eegvlm", "desktop")
+        self.user = user or default_user()
+        self.data_dir = data_dir
+        self.doc: Document | None = None
+        self.source: DisplaySource | None = None
+        self.epoch = 0
+        self.window_s = float(EPOCH_LENGTH)
+        self.auto_advance = True
+        self.worker = JobWorker(parent=self)
+        self.worker.jobDone.connect(self._on_job_done)
+        self.worker.jobFailed.connect(self._on_job_failed)
+        self._stats_request = 0
+        self._stats_timer = QTimer(self)
+        self._stats_timer.setSingleShot(True)
+        self._stats_timer.setInterval(150)  # coalesce fast key presses into one stats job
+        self._stats_timer.timeout.connect(self._request_stats)
+
+        self.signal_view = SignalView()
+        self.signal_view.clickedAt.connect(self._on_signal_click)
+        self.hypnogram_view = HypnogramView()
+        self.hypnogram_view.epochRequested.connect(self.goto_epoch)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self.signal_view)
+        splitter.addWidget(self.hypnogram_view)
+        splitter.setSizes([700, 170])
+        self.setCentralWidget(splitter)
+        self.stats_panel = StatsPanel()
+        dock = QDockWidget("Sleep statistics", self)
+        dock.setObjectName("statsDock")
+        dock.setWidget(self.stats_panel)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        self.stats_dock = dock
+        self._build_actions()
+        self._build_status()
+        self.resize(1600, 900)
+        self._update_enabled()
+
+    # ================================================================ actions
+    def _build_actions(self) -> None:
+        self.actions: dict[str, QAction] = {}
+        menus = {}
+        handlers = {
+            "open": self._choose_open, "import_hypnogram": self._choose_import,
+            "export_hypnogram": self._choose_export, "quit": self.close,
+            "undo": self.undo, "redo": self.redo,
+            "auto_advance": self._toggle_auto_advance,
+            "prev_epoch": lambda: self.goto_epoch(self.epoch - 1),
+            "next_epoch": lambda: self.goto_epoch(self.epoch + 1),
+            "prev_page": lambda: self.goto_epoch(self.epoch - self._epochs_per_page()),
+            "next_page": lambda: self.goto_epoch(self.epoch + self._epochs_per_page()),
+            "first_epoch": lambda: self.goto_epoch(0),
+            "last_epoch": lambda: self.goto_epoch(self._n_epochs() - 1),
+            "next_unscored": self.goto_next_unscored, "goto_epoch": self._choose_goto,
+            "gain_up": lambda: self.signal_view.change_gain(GAIN_STEP),
+            "gain_down": lambda: self.signal_view.change_gain(1 / GAIN_STEP),
+            "window_longer": lambda: self._step_window(1),
+            "window_shorter": lambda: self._step_window(-1),
+            "channels": self._edit_channels, "help": self._show_help,
+        }
+        for action_id, stage in STAGE_ACTIONS.items():
+            handlers[action_id] = lambda s=stage: self.label_current(s)
+        for sc in SHORTCUTS:
+            if sc.menu not in menus:
+                menus[sc.menu] = self.menuBar().addMenu(f"&{sc.menu}")
+            act = QAction(sc.text, self)
+            act.setObjectName(sc.action_id)
+            act.setShortcuts([QKeySequence(k) for k in sc.keys])
+            act.setToolTip(f"{sc.description} ({', '.join(sc.keys)})")
+            act.setStatusTip(sc.description)
+            # triggered(bool) would land in a handler's first argument: drop it.
+            act.triggered.connect(lambda _checked=False, h=handlers[sc.action_id]: h())
+            menus[sc.menu].addAction(act)
+            self.addAction(act)  # shortcuts work even with the menu bar hidden
+            self.actions[sc.action_id] = act
+            if sc.action_id == "open":
+                self.recent_menu = menus["File"].addMenu("Open &recent")
+        self.actions["auto_advance"].setCheckable(True)
+        self.actions["auto_advance"].setChecked(self.auto_advance)
+        self._rebuild_recent()
+
+        bar = QToolBar("Scoring", self)
+        bar.setObjectName("scoringToolbar")
+        bar.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.addToolBar(bar)
+        bar.addAction(self.actions["open"])
+        bar.addSeparator()
+        for aid in STAGE_ACTIONS:
+            bar.addAction(self.actions[aid])
+        bar.addSeparator()
+        bar.addWidget(QLabel(" Window: "))
+        self.window_combo = QComboBox()
+        self.window_combo.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        for w in WINDOW_CHOICES:
+            self.window_combo.addItem(f"{w} s", float(w))
+        self.window_combo.currentIndexChanged.connect(
+            lambda i: self.set_window(self.window_combo.itemData(i)))
+        bar.addWidget(self.window_combo)
+        bar.addSeparator()
+        bar.addAction(self.actions["auto_advance"])
+        bar.addAction(self.actions["undo"])
+        bar.addAction(self.actions["redo"])
+        bar.addAction(self.actions["channels"])
+
+    def _build_status(self) -> None:
+        self.status_epoch = QLabel()
+        self.status_time = QLabel()
+        self.status_stage = QLabel()
+        self.status_saved = QLabel()
+        for w in (self.status_epoch, self.status_time, self.status_stage, self.status_saved):
+            w.setMinimumWidth(120)
+            self.statusBar().addPermanentWidget(w)
+        self.statusBar().showMessage("Open a recording: File > Open (Ctrl+O) or drop a file here")
+
+    def _update_enabled(self) -> None:
+        has = self.doc is not None
+        for aid, act in self.actions.items():
+            if aid not in ("open", "quit", "help", "auto_advance"):
+                act.setEnabled(has)
+        if has:
+            self.actions["undo"].setEnabled(self.doc.session.can_undo)
+            self.actions["redo"].setEnabled(self.doc.session.can_redo)
+
+    # ================================================================ opening
+    def open_file(self, path: str | Path, discard_mismatched: bool = False) -> bool:
+        """Open a recording; errors become a dialog and the current document stays open."""
+        path = Path(path)
+        try:
+            doc = open_document(path, user=self.user, data_dir=self.data_dir,
+                                discard_mismatched=discard_mismatched)
+        except StorageError as err:
+            dialogs.show_error(self, "Saved labels cannot be used",
+                               f"{err}\n\nThe recording opens without them. The old label file is "
+                               "never overwritten: it is renamed with a '.conflict' suffix "
+                               "when you make the first change.")
+            return self.open_file(path, discard_mismatched=True) if not discard_mismatched \
+                else False
+        except EEGVLMError as err:
+            dialogs.show_error(self, "Cannot open recording", str(err))
+            return False
+        if self.doc is not None:
+            self.doc.hypnogram.unsubscribe(self._on_labels_changed)
+        self.doc = doc
+        rec = doc.recording
+        self.source = DisplaySource(rec)
+        for ch, (kind, rate) in enumerate(zip(rec.ch_types, rec.orig_sfreqs)):
+            self.source.set_filter(ch, default_filter(kind, rate))
+        self.signal_view.set_recording(rec, self.source, EPOCH_LENGTH)
+        self._attach_hypnogram()
+        self.setWindowTitle(f"{path.name} — EEG-VLM Desktop")
+        self._add_recent(path)
+        self.epoch = 0
+        self.goto_epoch(self._first_interesting_epoch())
+        message = f"Opened {path.name}: {len(rec.ch_names)} channels, " \
+                  f"{self._n_epochs()} epochs. {doc.source}."
+        if doc.notes:
+            message += " " + " ".join(doc.notes)
+        self.statusBar().showMessage(message, 15000)
+        return True
+
+    def _attach_hypnogram(self) -> None:
+        hyp = self.doc.hypnogram
+        hyp.subscribe(self._on_labels_changed)
+        self.hypnogram_view.set_hypnogram(hyp, self.doc.recording.meas_date)
+        self._update_source_text()
+        self._update_enabled()
+        self._stats_timer.start()
+
+    def _first_interesting_epoch(self) -> int:
+        """The first scored non-wake epoch minus a few (lights-off), else the first epoch."""
+        stages = self.doc.hypnogram.stages
+        for i, s in enumerate(stages):
+            if s not in ("W", UNS):
+                return max(i - 2, 0)
+        return 0
+
+    def _update_source_text(self) -> None:
+        doc = self.doc
+        lines = [f"<b>Labels:</b> {doc.source}",
+                 f"<b>Autosave:</b> {doc.store.location}"]
+        if doc.mapping:
+            lines.append("<b>Stage mapping:</b> " + ", ".join(f"{a} → {b}" for a, b in
+                                                             doc.mapping))
+        self.stats_panel.set_source_text("<br>".join(lines))
+
+    def _choose_open(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open recording", "", RECORDING_FILTER)
+        if path:
+            self.open_file(path)
+
+    def _choose_import(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import hypnogram",
+                                              str(self.doc.recording.path.parent),
+                                              HYPNOGRAM_FILTER)
+        if path:
+            self.import_hypnogram(path)
+
+    def import_hypnogram(self, path: str | Path, policy: str | None = None) -> bool:
+        """Import stages; a mismatch asks the user whether to crop/pad or cancel."""
+        try:
+            result = self.doc.import_hypnogram(Path(path), policy)
+        except HypnogramMismatchError as err:
+            choice = dialogs.ask_mismatch(self, Path(path).name, err.problems or [str(err)])
+            return self.import_hypnogram(path, choice) if choice else False
+        except EEGVLMError as err:
+            dialogs.show_error(self, "Cannot import hypnogram", str(err))
+            return False
+        self._update_source_text()
+        self._update_enabled()
+        mapping = ", ".join(f"{a} → {b}" for a, b in result.mapping)
+        self.statusBar().showMessage(f"Imported {Path(path).name}. Mapping: {mapping}. "
+                                     + " ".join(result.notes), 20000)
+        return True
+
+    def _choose_export(self) -> None:
+        stem = self.doc.recording.path.stem
+        path, chosen = QFileDialog.getSaveFileName(
+            self, "Export hypnogram", str(self.doc.recording.path.parent / f"{stem}_hypnogram.csv"),
+            ";;".join(EXPORT_FORMATS))
+        if path:
+            self.export_hypnogram(path, EXPORT_FORMATS.get(chosen))
+
+    def export_hypnogram(self, path: str | Path, fmt: str | None = None) -> int:
+        """Write the hypnogram on the job worker; returns the request id."""
+        provenance = {"recording": self.doc.recording.path.name, "user": self.user,
+                      "software": "EEG-VLM Desktop"}
+        job = partial(write_hypnogram, self.doc.hypnogram.copy(), Path(path), fmt=fmt,
+                      meas_date=self.doc.recording.meas_date, provenance=provenance)
+        return self.worker.submit("export", job)
+
+    # ================================================================ navigation
+    def _n_epochs(self) -> int:
+        return self.doc.hypnogram.n_epochs if self.doc else 0
+
+    def _epochs_per_page(self) -> int:
+        return max(1, int(round(self.window_s / EPOCH_LENGTH)))
+
+    def goto_epoch(self, epoch: int) -> None:
+        """Make ``epoch`` current (clamped) and show the page that contains it."""
+        if self.doc is None:
+            return
+        self.epoch = min(max(int(epoch), 0), self._n_epochs() - 1)
+        hyp = self.doc.hypnogram
+        onset = hyp.onset(self.epoch)
+        per_page = self._epochs_per_page()
+        t0 = hyp.onset((self.epoch // per_page) * per_page)
+        self.signal_view.show_window(t0, self.window_s, (onset, onset + EPOCH_LENGTH))
+        self.hypnogram_view.set_position(self.epoch, t0, t0 + self.window_s)
+        self._update_status()
+
+    def goto_next_unscored(self) -> None:
+        stages = self.doc.hypnogram.stages
+        n = len(stages)
+        for k in range(1, n + 1):
+            i = (self.epoch + k) % n
+            if stages[i] == UNS:
+                self.goto_epoch(i)
+                return
+        self.statusBar().showMessage("Every epoch is scored.", 5000)
+
+    def _choose_goto(self) -> None:
+        epoch = dialogs.ask_epoch(self, self.epoch, self._n_epochs())
+        if epoch is not None:
+            self.goto_epoch(epoch)
+
+    def _on_signal_click(self, t: float) -> None:
+        if self.doc is not None:
+            self.goto_epoch(self.doc.hypnogram.epoch_at(t))
+
+    def set_window(self, seconds: float) -> None:
+        self.window_s = float(seconds)
+        idx = self.window_combo.findData(float(seconds))
+        if idx >= 0 and idx != self.window_combo.currentIndex():
+            self.window_combo.setCurrentIndex(idx)
+        self.goto_epoch(self.epoch)
+
+    def _step_window(self, step: int) -> None:
+        i = min(max(self.window_combo.currentIndex() + step, 0), len(WINDOW_CHOICES) - 1)
+        self.set_window(WINDOW_CHOICES[i])
+
+    # ================================================================ scoring
+    def label_current(self, stage: str) -> None:
+        """Score the current epoch (saved before returning), then auto-advance if on."""
+        if self.doc is None:
+            return
+        self.doc.session.label([self.epoch], stage)
+        if self.auto_advance and self.epoch < self._n_epochs() - 1:
+            self.goto_epoch(self.epoch + 1)
+
+    def undo(self) -> None:
+        changes = self.doc.session.undo()
+        if changes:
+            self.goto_epoch(changes[0].index)
+
+    def redo(self) -> None:
+        changes = self.doc.session.redo()
+        if changes:
+            self.goto_epoch(changes[0].index)
+
+    def _toggle_auto_advance(self) -> None:
+        self.auto_advance = self.actions["auto_advance"].isChecked()
+
+    def _on_labels_changed(self, indices: list[int]) -> None:
+        self.hypnogram_view.redraw(indices)
+        self._update_status()
+        self._update_enabled()
+        self._stats_timer.start()
+
+    # ================================================================ status / jobs
+    def _update_status(self) -> None:
+        hyp = self.doc.hypnogram
+        stage = hyp[self.epoch]
+        prov = hyp.provenance[self.epoch]
+        self.status_epoch.setText(f"Epoch {self.epoch + 1} / {hyp.n_epochs}")
+        self.status_time.setText(format_clock(self.doc.recording.meas_date,
+                                              hyp.onset(self.epoch)))
+        self.status_stage.setText(f"Stage: {'unscored' if stage == UNS else stage}"
+                                  + ("" if prov in ("none",) else f" ({prov})"))
+        self.status_saved.setText(f"{hyp.n_scored()} scored · autosaved")
+
+    def _request_stats(self) -> None:
+        if self.doc is not None:
+            self._stats_request = self.worker.submit("stats", sleep_statistics,
+                                                     self.doc.hypnogram.copy())
+
+    def _on_job_done(self, request_id: int, kind: str, result: object) -> None:
+        if kind == "stats" and request_id == self._stats_request:
+            self.stats_panel.set_stats(result)
+        elif kind == "export":
+            self.statusBar().showMessage(f"Exported {result}", 10000)
+
+    def _on_job_failed(self, request_id: int, kind: str, message: str) -> None:
+        if kind == "stats" and request_id != self._stats_request:
+            return
+        dialogs.show_error(self, f"{kind.capitalize()} failed", message)
+
+    # ================================================================ view dialogs
+    def _edit_channels(self) -> None:
+        rec, view = self.doc.recording, self.signal_view
+        dlg = dialogs.ChannelsDialog(rec.ch_names, rec.ch_types, rec.orig_sfreqs, rec.units,
+                                     view.order, {c: self.source.get_filter(c) for c in
+                                                  range(len(rec.ch_names))}, view.scales, self)
+        if dlg.exec():
+            for ch, f in dlg.result_filters().items():
+                if f != self.source.get_filter(ch):
+                    self.source.set_filter(ch, f)
+            view.scales.update(dlg.result_scales())
+            view.set_order(dlg.result_order() or view.order)
+
+    def _show_help(self) -> None:
+        dialogs.ShortcutHelp(self).exec()
+
+    # ================================================================ recent / drop / close
+    def _recent(self) -> list[str]:
+        value = self.settings.value("recent", [])
+        return [value] if isinstance(value, str) else list(value or [])
+
+    def _add_recent(self, path: Path) -> None:
+        items = [str(path.resolve())] + [p for p in self._recent() if p != str(path.resolve())]
+        self.settings.setValue("recent", items[:MAX_RECENT])
+        self._rebuild_recent()
+
+    def _rebuild_recent(self) -> None:
+        self.recent_menu.clear()
+        for p in self._recent():
+            act = self.recent_menu.addAction(p)
+            act.triggered.connect(lambda checked=False, p=p: self.open_file(p))
+        self.recent_menu.setEnabled(bool(self._recent()))
+
+    def dragEnterEvent(self, event):  # noqa: N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event):  # noqa: N802
+        urls = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if urls:
+            self.open_file(urls[0])
+
+    def closeEvent(self, event):  # noqa: N802
+        # Labels are already on disk (saved on every change); just stop the worker cleanly.
+        self._stats_timer.stop()
+        self.worker.shutdown()
+        super().closeEvent(event)
+

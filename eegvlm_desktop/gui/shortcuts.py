@@ -1,0 +1,76 @@
+"""The one shortcut table: it drives the QActions, the menus, the help dialog and the tests.
+
+Scorers work from the keyboard and come from two conventions: AASM tools (0/W, 1, 2, 3,
+4/R) and R&K-era tools (5 = REM). Both are bound. Keep every key here and nowhere else.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    """One user command: ``action_id`` names the handler, ``keys`` its key sequences."""
+
+    action_id: str
+    keys: tuple[str, ...]
+    text: str
+    description: str
+    menu: str
+
+
+SHORTCUTS: tuple[Shortcut, ...] = (
+    # File
+    Shortcut("open", ("Ctrl+O",), "&Open recording…", "Open a recording (EDF, BDF, FIF, …)", "File"),
+    Shortcut("import_hypnogram", ("Ctrl+I",), "&Import hypnogram…",
+             "Load stages from CSV/TSV, EDF+, YASA text, NSRR XML or JSON", "File"),
+    Shortcut("export_hypnogram", ("Ctrl+E",), "&Export hypnogram…",
+             "Save stages as CSV/TSV, EDF+ annotations, BIDS events or JSON", "File"),
+    Shortcut("quit", ("Ctrl+Q",), "&Quit", "Close the app (labels are already saved)", "File"),
+    # Edit
+    Shortcut("undo", ("Ctrl+Z",), "&Undo", "Undo the last label change", "Edit"),
+    Shortcut("redo", ("Ctrl+Shift+Z", "Ctrl+Y"), "&Redo", "Redo the last undone change", "Edit"),
+    # Score
+    Shortcut("stage_W", ("W", "0"), "Wake (W)", "Score the current epoch as Wake", "Score"),
+    Shortcut("stage_N1", ("1",), "N1", "Score the current epoch as N1", "Score"),
+    Shortcut("stage_N2", ("2",), "N2", "Score the current epoch as N2", "Score"),
+    Shortcut("stage_N3", ("3",), "N3", "Score the current epoch as N3", "Score"),
+    Shortcut("stage_R", ("R", "4", "5"), "REM (R)", "Score the current epoch as REM (5 as in R&K tools)",
+             "Score"),
+    Shortcut("stage_ART", ("A",), "Artefact", "Mark the current epoch as artefact", "Score"),
+    Shortcut("stage_UNS", (".", "Delete"), "Unscored", "Clear the current epoch's label", "Score"),
+    Shortcut("auto_advance", ("Ctrl+T",), "&Auto-advance",
+             "Move to the next epoch after each label (toggle)", "Score"),
+    # Navigate
+    Shortcut("prev_epoch", ("Left",), "Previous epoch", "One epoch back", "Navigate"),
+    Shortcut("next_epoch", ("Right",), "Next epoch", "One epoch forward", "Navigate"),
+    Shortcut("prev_page", ("PgUp",), "Previous page", "One window back", "Navigate"),
+    Shortcut("next_page", ("PgDown",), "Next page", "One window forward", "Navigate"),
+    Shortcut("first_epoch", ("Home",), "First epoch", "Go to the first epoch", "Navigate"),
+    Shortcut("last_epoch", ("End",), "Last epoch", "Go to the last epoch", "Navigate"),
+    Shortcut("next_unscored", ("U",), "Next unscored", "Go to the next unscored epoch", "Navigate"),
+    Shortcut("goto_epoch", ("Ctrl+G",), "&Go to epoch…", "Jump to an epoch number or clock time",
+             "Navigate"),
+    # View
+    Shortcut("gain_up", ("+", "="), "Increase gain", "Bigger traces (all channels; wheel on a "
+             "trace for one channel)", "View"),
+    Shortcut("gain_down", ("-",), "Decrease gain", "Smaller traces (all channels)", "View"),
+    Shortcut("window_longer", ("Ctrl+Down",), "Longer window", "Show more seconds per page", "View"),
+    Shortcut("window_shorter", ("Ctrl+Up",), "Shorter window", "Show fewer seconds per page", "View"),
+    Shortcut("channels", ("Ctrl+K",), "&Channels and filters…",
+             "Hide, reorder, filter and scale channels", "View"),
+    # Help
+    Shortcut("help", ("F1", "?"), "&Keyboard shortcuts", "Show this table", "Help"),
+)
+
+BY_ID: dict[str, Shortcut] = {s.action_id: s for s in SHORTCUTS}
+
+#: action id -> stage label, for the scoring actions.
+STAGE_ACTIONS: dict[str, str] = {
+    s.action_id: s.action_id.split("_", 1)[1] for s in SHORTCUTS if s.action_id.startswith("stage_")
+}
+
+
+def help_rows() -> list[tuple[str, str, str]]:
+    """Rows ``(menu, keys, description)`` for the help dialog, in table order."""
+    return [(s.menu, ", ".join(s.keys), s.description) for s in SHORTCUTS]

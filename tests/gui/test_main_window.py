@@ -1,0 +1,178 @@
+"""The scoring window driven as a scorer would: keys, clicks, dialogs (recorded)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+from tests.conftest import write_edf
+
+
+def key(qtbot, window, k, mod=Qt.KeyboardModifier.NoModifier):
+    qtbot.keyClick(window, k, mod)
+
+
+@pytest.fixture
+def opened(window, tiny_edf, qtbot):
+    assert window.open_file(tiny_edf)
+    window.activateWindow()
+    qtbot.waitActive(window)  # shortcuts only fire in the active window
+    return window
+
+
+def test_open_shows_all_channels_and_first_page(opened):
+    w = opened
+    assert len(w.signal_view.order) == 4
+    assert w.doc.hypnogram.n_epochs == 10
+    assert w.epoch == 0
+    assert w.status_epoch.text() == "Epoch 1 / 10"
+    x0, x1 = w.signal_view.plotItem.viewRange()[0]
+    assert (x0, x1) == pytest.approx((0, 30))
+
+
+def test_score_by_keyboard_autoadvance_undo_redo(opened, qtbot):
+    w = opened
+    for k in (Qt.Key.Key_W, Qt.Key.Key_1, Qt.Key.Key_2, Qt.Key.Key_3, Qt.Key.Key_R,
+              Qt.Key.Key_5, Qt.Key.Key_0, Qt.Key.Key_4):
+        key(qtbot, w, k)
+    hyp = w.doc.hypnogram
+    assert list(hyp.stages[:8]) == ["W", "N1", "N2", "N3", "R", "R", "W", "R"]
+    assert w.epoch == 8
+    # saved at once: the sidecar already holds every label
+    saved = json.loads(w.doc.store.location.read_text())
+    assert saved["hypnogram"]["stages"][:8] == list(hyp.stages[:8])
+    key(qtbot, w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert hyp[7] == "UNS" and w.epoch == 7
+    key(qtbot, w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier
+        | Qt.KeyboardModifier.ShiftModifier)
+    assert hyp[7] == "R"
+    # "." clears, without auto-advance when toggled off
+    w.actions["auto_advance"].trigger()
+    assert not w.auto_advance
+    w.goto_epoch(2)
+    key(qtbot, w, Qt.Key.Key_Period)
+    assert hyp[2] == "UNS" and w.epoch == 2
+    audit = w.doc.store.audit.read()
+    labels = [e for e in audit if e.get("event") == "label"]
+    assert len(labels) == 11 and labels[0]["user"] == "tester"
+
+
+def test_navigation_keys(opened, qtbot):
+    w = opened
+    key(qtbot, w, Qt.Key.Key_Right)
+    assert w.epoch == 1
+    key(qtbot, w, Qt.Key.Key_End)
+    assert w.epoch == 9
+    key(qtbot, w, Qt.Key.Key_Right)  # clamped at the end
+    assert w.epoch == 9
+    key(qtbot, w, Qt.Key.Key_Home)
+    assert w.epoch == 0
+    w.set_window(60)
+    key(qtbot, w, Qt.Key.Key_PageDown)
+    assert w.epoch == 2
+    assert w.signal_view.plotItem.viewRange()[0] == pytest.approx([60, 120])
+    key(qtbot, w, Qt.Key.Key_PageUp)
+    assert w.epoch == 0
+    w.doc.session.label([0, 1, 2], "N2")
+    key(qtbot, w, Qt.Key.Key_U)
+    assert w.epoch == 3
+
+
+def test_gain_keys_and_wheel_lane(opened, qtbot):
+    w = opened
+    before = dict(w.signal_view.scales)
+    key(qtbot, w, Qt.Key.Key_Plus)
+    assert all(w.signal_view.scales[c] < before[c] for c in before)
+    key(qtbot, w, Qt.Key.Key_Minus)
+    assert w.signal_view.scales == pytest.approx(before)
+    w.signal_view._on_lane_wheel(1, +1)  # wheel on lane 1 changes only that channel
+    ch = w.signal_view.order[1]
+    assert w.signal_view.scales[ch] < before[ch]
+    assert w.signal_view.scales[w.signal_view.order[0]] == before[w.signal_view.order[0]]
+
+
+def test_hypnogram_click_navigates(opened, qtbot):
+    w = opened
+    with qtbot.waitSignal(w.hypnogram_view.epochRequested) as sig:
+        w.hypnogram_view._on_time(125.0)
+    assert sig.args == [4]
+    assert w.epoch == 4
+
+
+def test_stats_update_off_thread(opened, qtbot):
+    w = opened
+    for i, s in enumerate(["W", "N2", "N2", "N2", "R", "W"]):
+        w.doc.session.label([i], s)
+    qtbot.waitUntil(lambda: w.stats_panel.values.get("TST") == pytest.approx(2.0), timeout=15000)
+    # YASA's TIB is the whole scoring period, unscored epochs included (10 epochs).
+    assert w.stats_panel.values["TIB"] == pytest.approx(5.0)
+    assert w.stats_panel.table.item(w.stats_panel._rows["TST"], 1).text() == "2.0"
+
+
+def test_bad_recording_gives_dialog_and_keeps_window(window, tmp_path, errors):
+    bad = tmp_path / "notes.edf"
+    bad.write_text("this is not an EDF file\n" * 20)
+    assert not window.open_file(bad)
+    assert errors and "notes.edf" in errors[0][1]
+    assert window.doc is None
+    assert "Traceback" not in errors[0][1]
+
+
+def test_mismatched_hypnogram_asks_and_can_fit(opened, tmp_path, monkeypatch):
+    from eegvlm_desktop.gui import dialogs
+
+    w = opened
+    hyp = tmp_path / "long.csv"
+    hyp.write_text("onset,duration,stage\n" + "".join(
+        f"{i * 30},30,N2\n" for i in range(14)))
+    asked = []
+    monkeypatch.setattr(dialogs, "ask_mismatch", lambda p, name, probs: asked.append(probs))
+    assert not w.import_hypnogram(hyp)  # cancelled
+    assert asked and any("4 more" in p for p in asked[0])
+    assert w.doc.hypnogram.n_scored() == 0
+    monkeypatch.setattr(dialogs, "ask_mismatch", lambda p, name, probs: "crop_or_pad")
+    assert w.import_hypnogram(hyp)
+    assert list(w.doc.hypnogram.stages) == ["N2"] * 10
+    w.undo()  # an import is one undoable step
+    assert w.doc.hypnogram.n_scored() == 0
+
+
+def test_export_runs_on_worker(opened, qtbot, tmp_path):
+    w = opened
+    w.doc.session.label([0, 1], "N1")
+    out = tmp_path / "out.csv"
+    with qtbot.waitSignal(w.worker.jobDone, timeout=10000):
+        w.export_hypnogram(out)
+    assert "N1" in out.read_text()
+
+
+def test_reopen_restores_labels_and_recent(window, tmp_path, qtbot):
+    path = write_edf(tmp_path / "night.edf")
+    assert window.open_file(path)
+    window.doc.session.label([3], "N3")
+    other = write_edf(tmp_path / "other.edf", seed=1)
+    assert window.open_file(other)
+    assert window.doc.hypnogram.n_scored() == 0
+    assert window.open_file(path)
+    assert window.doc.hypnogram[3] == "N3"
+    assert window._recent()[0].endswith("night.edf")
+    assert window.recent_menu.actions()[0].text().endswith("night.edf")
+
+
+def test_drop_opens_file(window, tiny_edf):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(tiny_edf))])
+    ev = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime,
+                    Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(ev)
+    assert window.doc is not None and window.doc.recording.path == tiny_edf
+
+
+def test_hide_and_reorder_channels(opened):
+    w = opened
+    w.signal_view.set_order([3, 0])
+    assert len(w.signal_view._curves) == 2
+    ticks = w.signal_view.plotItem.getAxis("left")._tickLevels[0]
+    assert [t[1] for t in ticks] == [w.doc.recording.ch_names[3], w.doc.recording.ch_names[0]]

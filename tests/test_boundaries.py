@@ -1,0 +1,40 @@
+"""Architecture rules that are easy to break silently (see shared/design/architecture.md)."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "eegvlm_desktop"
+
+
+def test_core_imports_no_qt_and_no_torch():
+    code = (
+        "import sys\n"
+        "import eegvlm_desktop.core.recording, eegvlm_desktop.core.hypnogram, "
+        "eegvlm_desktop.core.hypnogram_io, eegvlm_desktop.core.display, "
+        "eegvlm_desktop.core.document, eegvlm_desktop.core.session, eegvlm_desktop.core.stats\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('PySide6', 'pyqtgraph', 'torch', 'transformers', 'open_clip', 'yasa')]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_core_source_never_mentions_qt_or_gui():
+    for path in (PKG / "core").rglob("*.py"):
+        text = path.read_text()
+        assert not re.search(r"^\s*(from|import)\s+(PySide6|pyqtgraph)", text, re.M), path
+        assert not re.search(r"^\s*from\s+\.\.gui", text, re.M), path
+
+
+def test_only_workers_start_threads():
+    for path in PKG.rglob("*.py"):
+        if path.name == "workers.py":
+            continue
+        text = path.read_text()
+        assert not re.search(r"QThread\b|threading\.Thread|QThreadPool|concurrent\.futures",
+                             text), path
