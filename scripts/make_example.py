@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     psg.slice_between_seconds(t0, t1)
     psg.write(args.out / OUT_PSG)
     new_start = dt.datetime.combine(psg.startdate, psg.starttime)
-    assert new_start == start + dt.timedelta(seconds=t0), new_start
+    if new_start != start + dt.timedelta(seconds=t0):
+        raise SystemExit(f"unexpected start of the crop: {new_start}")
 
     stages = clip_annotations(orig_ann, t0, t1)
     hyp = edfio.Edf([], patient=psg.patient, recording=psg.recording,
@@ -183,12 +184,13 @@ This derived copy is shared under the same terms; keep this notice with it.
   (1 Hz, an envelope). Dropped: Resp oro-nasal, Temp rectal, Event marker.
 - **Samples unchanged**: the original 16-bit digital samples were copied (no resampling, no
   requantisation); labels, units, prefilter text, transducer and physical/digital ranges of
-  each kept channel are the original ones, as are the header's patient/recording fields
-  (already anonymised by PhysioNet).
+  each kept channel are the original ones, as is the header's patient field (already
+  anonymised by PhysioNet); the recording field's start date follows the new start.
 - **Hypnogram**: the original stage annotations intersected with the window and shifted so
   that onsets are relative to the cropped start; written as an EDF+C annotations-only file
-  with the original labels ('Sleep stage W', 'Sleep stage 1'…'Sleep stage 4', 'Sleep stage R',
-  'Sleep stage ?'). It covers the cropped length exactly. Epochs per stage:
+  with Sleep-EDF's labels ('Sleep stage W', 'Sleep stage 1'…'Sleep stage 4', 'Sleep stage R',
+  'Sleep stage ?'; the last does not occur in this window). It covers the cropped length
+  exactly. Epochs per stage (the same as in the original over this window):
 
 | label | 30-s epochs |
 |---|---|

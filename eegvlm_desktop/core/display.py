@@ -18,12 +18,11 @@ import numpy as np
 from scipy.signal import butter, iirnotch, sosfiltfilt, tf2sos
 
 from eegvlm_desktop.core.errors import check_option
+from eegvlm_desktop.core.recording import CH_TYPES
 
 if TYPE_CHECKING:
     from eegvlm_desktop.core.recording import Recording
 
-#: Channel types known to the display (same vocabulary as ``recording.CH_TYPES``).
-DISPLAY_CH_TYPES = ("eeg", "eog", "emg", "ecg", "resp", "temp", "misc", "stim")
 _DEFAULTS: dict[str, tuple[float | None, float | None]] = {
     "eeg": (0.3, 35.0), "eog": (0.3, 35.0), "emg": (10.0, None), "ecg": (0.3, 70.0)}
 # A cut-off must sit clearly below the Nyquist frequency of the rate the channel was recorded
@@ -94,7 +93,7 @@ def default_filter(ch_type: str, orig_sfreq: float) -> DisplayFilter:
     user picks 50 or 60 Hz). A cut-off above 0.45 x the channel's *original* rate is dropped,
     since the recording holds nothing there (the 1-Hz Sleep-EDF EMG envelope stays unfiltered).
     """
-    check_option("ch_type", ch_type, DISPLAY_CH_TYPES)
+    check_option("ch_type", ch_type, CH_TYPES)
     if isinstance(orig_sfreq, bool) or not isinstance(orig_sfreq, (int, float)) \
             or not math.isfinite(orig_sfreq) or orig_sfreq <= 0:
         raise ValueError(f"Invalid value for the 'orig_sfreq' parameter: it must be a "

