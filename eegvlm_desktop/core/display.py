@@ -220,13 +220,27 @@ class DisplaySource:
         return np.arange(s0, s1) / self.sfreq, out
 
     def prefetch(self, t0: float, t1: float, picks: Sequence[int] | None = None) -> None:
-        """Filter and cache the blocks covering ``[t0, t1]`` without returning them."""
+        """Filter and cache the blocks covering ``[t0, t1]`` without returning them.
+
+        Safe to call from a worker thread while the GUI thread calls :meth:`get`: the
+        filtering runs outside the lock (so ``get`` never waits for a prefetch) and the
+        result is stored only if the channel's filter did not change meanwhile.
+        """
         chans = (list(range(len(self._filters))) if picks is None
                  else [self._check_channel(c) for c in picks])
         s0, s1 = self._sample_span(t0, t1)
-        with self._lock:
-            for k in range(s0 // self.block, (s1 - 1) // self.block + 1) if s1 > s0 else ():
-                self._blocks(k, chans)
+        for k in range(s0 // self.block, (s1 - 1) // self.block + 1) if s1 > s0 else ():
+            with self._lock:
+                missing = [ch for ch in dict.fromkeys(chans) if (ch, k) not in self._cache]
+                filters = {ch: self._filters[ch] for ch in missing}
+            if not missing:
+                continue
+            blocks = self._compute_block(k, missing, filters)
+            with self._lock:
+                for ch, block in blocks.items():
+                    if self._filters[ch] == filters[ch]:
+                        self._cache[(ch, k)] = block
+                self._trim()
 
     def _blocks(self, k: int, chans: list[int]) -> dict[int, np.ndarray]:
         """Block ``k`` of each channel, filtering (in one read) those not cached."""
@@ -242,18 +256,28 @@ class DisplaySource:
         self.hits += len(found)
         self.misses += len(missing)
         if missing:
-            found.update(self._filter_block(k, missing))
+            blocks = self._compute_block(k, missing, {ch: self._filters[ch] for ch in missing})
+            for ch, block in blocks.items():
+                self._cache[(ch, k)] = block
+            self._trim()
+            found.update(blocks)
         return found
 
-    def _filter_block(self, k: int, chans: list[int]) -> dict[int, np.ndarray]:
+    def _trim(self) -> None:
+        while len(self._cache) > self.cache_blocks:
+            self._cache.popitem(last=False)
+
+    def _compute_block(self, k: int, chans: list[int],
+                       filters: dict[int, DisplayFilter]) -> dict[int, np.ndarray]:
+        """Filtered block ``k`` of ``chans`` with ``filters``; touches no shared state."""
         n = int(self.recording.n_times)
         b0, b1 = k * self.block, min(n, (k + 1) * self.block)
-        pad = max(self._pad(self._filters[ch]) for ch in chans)
+        pad = max(self._pad(filters[ch]) for ch in chans)
         r0, r1 = max(0, b0 - pad), min(n, b1 + pad)
         raw = np.asarray(self.recording.get_data(chans, r0, r1), dtype=np.float64)
         groups: dict[DisplayFilter, list[int]] = {}
         for row, ch in enumerate(chans):
-            groups.setdefault(self._filters[ch], []).append(row)
+            groups.setdefault(filters[ch], []).append(row)
         result = {}
         for filt, rows in groups.items():
             sos = self._design(filt)
@@ -266,11 +290,7 @@ class DisplaySource:
                 padlen = 0 if interior else min(3 * (2 * len(sos) + 1), x.shape[1] - 1)
                 x = sosfiltfilt(sos, x, axis=-1, padlen=padlen)
             for j, row in enumerate(rows):
-                block = np.ascontiguousarray(x[j, b0 - r0:b1 - r0])
-                result[chans[row]] = block
-                self._cache[(chans[row], k)] = block
-        while len(self._cache) > self.cache_blocks:
-            self._cache.popitem(last=False)
+                result[chans[row]] = np.ascontiguousarray(x[j, b0 - r0:b1 - r0])
         return result
 
     def _pad(self, filt: DisplayFilter) -> int:

@@ -26,7 +26,7 @@ STAT_LABELS: dict[str, str] = {
     "SE": "Sleep efficiency (%)",
     "SOL": "Sleep onset latency (min)",
     "WASO": "Wake after sleep onset (min)",
-    "Lat_REM": "REM latency from start (min)",
+    "Lat_REM": "REM latency from sleep onset (min)",
     "W": "Wake (min)",
     "N1": "N1 (min)",
     "N2": "N2 (min)",
@@ -59,8 +59,8 @@ def sleep_statistics(hyp: Hypnogram) -> dict[str, float]:
     -------
     dict of str to float
         Keys :data:`STAT_KEYS` (see :data:`STAT_LABELS`): TIB, SPT, TST, WASO, SOL,
-        Lat_REM (from the recording start, YASA's definition; AASM's is ``Lat_REM - SOL``)
-        and W/N1/N2/N3/R in minutes; SE in % of TIB; %N1..%R in % of TST. Values that
+        Lat_REM (from sleep onset, as AASM reports it: YASA's latency from the start of
+        the hypnogram minus SOL) and W/N1/N2/N3/R in minutes; SE in % of TIB; %N1..%R in % of TST. Values that
         are undefined (no sleep, no REM, empty hypnogram) are NaN. YASA rounds every
         value to 4 decimals.
     """
@@ -80,4 +80,16 @@ def sleep_statistics(hyp: Hypnogram) -> dict[str, float]:
     for key in STAT_KEYS:
         value = stats.get(_YASA_KEYS.get(key, key), math.nan)
         out[key] = float(value)
+    out["Lat_REM"] = out["Lat_REM"] - out["SOL"]  # NaN stays NaN (no sleep or no REM)
     return out
+
+
+def preload() -> None:
+    """Import YASA now (~1.6 s of mostly GIL-holding Python imports).
+
+    The app calls this on its job worker at start-up, so that the first statistics
+    request after opening a night does not slow the GUI thread while the scorer pages.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import yasa  # noqa: F401

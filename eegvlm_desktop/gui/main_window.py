@@ -19,6 +19,7 @@ from ..core.display import DisplaySource, default_filter
 from ..core.document import EPOCH_LENGTH, Document, default_user, open_document
 from ..core.errors import EEGVLMError, HypnogramMismatchError, StorageError
 from ..core.hypnogram_io import write_hypnogram
+from ..core.stats import preload as preload_stats
 from ..core.stats import sleep_statistics
 from ..core.stages import UNS
 from . import dialogs
@@ -56,6 +57,7 @@ class MainWindow(QMainWindow):
         self.worker = JobWorker(parent=self)
         self.worker.jobDone.connect(self._on_job_done)
         self.worker.jobFailed.connect(self._on_job_failed)
+        self.worker.submit("warmup", preload_stats)
         self._stats_request = 0
         self._stats_timer = QTimer(self)
         self._stats_timer.setSingleShot(True)
@@ -298,6 +300,11 @@ class MainWindow(QMainWindow):
         self.signal_view.show_window(t0, self.window_s, (onset, onset + EPOCH_LENGTH))
         self.hypnogram_view.set_position(self.epoch, t0, t0 + self.window_s)
         self._update_status()
+        # Filter the neighbouring pages on the worker while the scorer reads this one, so
+        # the next page step finds its data cached (the GUI thread only slices and draws).
+        w = self.window_s
+        self.worker.submit("prefetch", self.source.prefetch, max(t0 - w, 0.0), t0 + 2 * w,
+                           self.signal_view.order)
 
     def goto_next_unscored(self) -> None:
         stages = self.doc.hypnogram.stages

@@ -24,11 +24,22 @@ class _JobRunner(QObject):
     done = Signal(int, str, object)  # request id, kind, result
     failed = Signal(int, str, str)  # request id, kind, message for the user
 
+    def __init__(self) -> None:
+        super().__init__()
+        # Written only by the worker thread (the GUI thread writes only ``submitted``),
+        # so neither counter needs a lock.
+        self.finished = 0
+
     @Slot(int, str, object)
     def run(self, request_id: int, kind: str, job: object) -> None:
         fn, args, cancel = job
-        if cancel.is_set():
-            return
+        try:
+            if not cancel.is_set():
+                self._run(request_id, kind, fn, args, cancel)
+        finally:
+            self.finished += 1
+
+    def _run(self, request_id, kind, fn, args, cancel) -> None:
         try:
             result = fn(*args)
         except EEGVLMError as err:  # errors written for users: show as they are
@@ -68,6 +79,7 @@ class JobWorker(QObject):
         self._runner.done.connect(self.jobDone)
         self._runner.failed.connect(self.jobFailed)
         self._ids = itertools.count(1)
+        self._submitted = 0
         self._cancels: dict[str, threading.Event] = {}
         self._thread.start()
 
@@ -79,8 +91,13 @@ class JobWorker(QObject):
         cancel = threading.Event()
         self._cancels[kind] = cancel
         request_id = next(self._ids)
+        self._submitted += 1
         self._submit.emit(request_id, kind, (fn, args, cancel))
         return request_id
+
+    def idle(self) -> bool:
+        """True when no job is queued or running."""
+        return self._runner.finished >= self._submitted
 
     def shutdown(self, timeout_ms: int = 5000) -> bool:
         """Cancel queued jobs, stop the thread and wait; True when it stopped in time."""

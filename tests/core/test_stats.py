@@ -20,7 +20,8 @@ def test_hand_made_hypnogram():
     assert s["WASO"] == pytest.approx(2.0)      # 4 wake epochs inside the sleep period
     assert s["TST"] == pytest.approx(13.0)      # 20 N2 + 6 R epochs
     assert s["SE"] == pytest.approx(65.0)       # 13 / 20
-    assert s["Lat_REM"] == pytest.approx(17.0)  # first R is epoch 34, from recording start
+    # first R is epoch 34 (17 min from the start); sleep onset at 5 min -> 12 min (AASM)
+    assert s["Lat_REM"] == pytest.approx(12.0)
     assert s["W"] == pytest.approx(7.0) and s["N2"] == pytest.approx(10.0)
     assert s["R"] == pytest.approx(3.0) and s["N1"] == 0.0 and s["N3"] == 0.0
     assert s["%N2"] == pytest.approx(100 * 10 / 13, abs=1e-3)

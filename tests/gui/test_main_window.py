@@ -178,6 +178,6 @@ def test_drop_opens_file(window, tiny_edf):
 def test_hide_and_reorder_channels(opened):
     w = opened
     w.signal_view.set_order([3, 0])
-    assert len(w.signal_view._curves) == 2
+    assert w.signal_view._traces.n_traces == 2
     ticks = w.signal_view.plotItem.getAxis("left")._tickLevels[0]
     assert [t[1] for t in ticks] == [w.doc.recording.ch_names[3], w.doc.recording.ch_names[0]]
