@@ -233,6 +233,7 @@ class DisplaySource:
             with self._lock:
                 missing = [ch for ch in dict.fromkeys(chans) if (ch, k) not in self._cache]
                 filters = {ch: self._filters[ch] for ch in missing}
+                self.misses += len(missing)
             if not missing:
                 continue
             blocks = self._compute_block(k, missing, filters)

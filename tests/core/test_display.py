@@ -198,3 +198,19 @@ def test_paging_a_night_is_cheap() -> None:
             src.get(None, start, start + 30)
         best = min(best, (time.perf_counter() - t0) / 120)
     assert best < 0.005, f"{best * 1e3:.2f} ms per 30-s page"
+
+
+def test_prefetch_result_dropped_when_filter_changed_meanwhile(monkeypatch) -> None:
+    """A prefetch running on the worker must not store blocks made with a stale filter."""
+    data = np.random.default_rng(7).normal(0, 20, (1, 100 * 120))
+    src = DisplaySource(ArrayRecording(data, 100.0))
+    real = src._compute_block
+
+    def compute_then_user_changes_filter(k, chans, filters):
+        out = real(k, chans, filters)
+        src.set_filter(0, DisplayFilter(highpass=1.0))  # the GUI thread, mid-prefetch
+        return out
+
+    monkeypatch.setattr(src, "_compute_block", compute_then_user_changes_filter)
+    src.prefetch(0, 59)
+    assert src.cached_blocks() == 0
