@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import HypnogramMismatchError, StorageError
+from .errors import HypnogramError, HypnogramFitError, HypnogramMismatchError, StorageError
 from .hypnogram import Hypnogram
 from .hypnogram_io import ImportResult, check_fit, fit_to_recording, read_hypnogram
 from .label_store import LabelStore, recording_fingerprint
@@ -68,21 +68,31 @@ class Document:
     def import_hypnogram(self, path: Path, policy: str | None = None) -> ImportResult:
         """Import stages from ``path`` as one undoable change.
 
-        Raises :class:`HypnogramMismatchError` (with ``problems``) when the file does not fit
-        the recording and no ``policy`` ('crop', 'pad' or 'crop_or_pad') was chosen.
+        Raises :class:`HypnogramFitError` (with ``problems``) when the file does not fit the
+        recording and no ``policy`` ('crop', 'pad' or 'crop_or_pad') was chosen, and
+        :class:`HypnogramError` when it cannot be made to fit (other epoch length, epochs
+        that do not line up, or the chosen policy does not resolve the mismatch).
         """
         rec = self.recording
-        result = read_hypnogram(path, epoch_length=EPOCH_LENGTH, recording_start=rec.meas_date,
-                                recording_duration=rec.duration)
+        try:
+            result = read_hypnogram(path, epoch_length=EPOCH_LENGTH,
+                                    recording_start=rec.meas_date,
+                                    recording_duration=rec.duration)
+        except HypnogramMismatchError as err:
+            # Read-time mismatches (another epoch length) cannot be cropped or padded away.
+            raise HypnogramError(str(err)) from err
         n = rec.n_epochs(EPOCH_LENGTH)
         hyp = result.hypnogram
         problems = check_fit(hyp, n, EPOCH_LENGTH)
         if problems:
+            message = (f"The hypnogram {Path(path).name} does not match the recording "
+                       f"{rec.path.name}: " + "; ".join(problems))
             if policy is None:
-                raise HypnogramMismatchError(
-                    f"The hypnogram {Path(path).name} does not match the recording "
-                    f"{rec.path.name}: " + "; ".join(problems), problems)
-            hyp = fit_to_recording(hyp, n, policy)
+                raise HypnogramFitError(message, problems)
+            try:
+                hyp = fit_to_recording(hyp, n, policy)
+            except HypnogramMismatchError as err:
+                raise HypnogramError(f"{message}. {err}") from err
             result.notes.append(f"Fitted to the recording ({policy}): " + "; ".join(problems))
         hyp.scorer = hyp.scorer or Path(path).name
         self.session.replace_hypnogram(hyp, reason=f"import {Path(path).name}")

@@ -35,6 +35,14 @@ class HypnogramMismatchError(HypnogramError):
         self.problems = list(problems or [])
 
 
+class HypnogramFitError(HypnogramMismatchError):
+    """A mismatch that cropping and/or padding the hypnogram can resolve (the user chooses).
+
+    Other mismatches (a different epoch length, epochs that do not line up with the
+    recording's) cannot be fixed that way and are reported as plain errors.
+    """
+
+
 class StorageError(EEGVLMError):
     """Labels could not be saved or restored."""
 

@@ -7,7 +7,8 @@ the same checks and the same messages. Nothing is resampled silently: a file sco
 in other epochs than expected raises :class:`HypnogramMismatchError`.
 
 Writers live in :mod:`.hypnogram_export`, fitting in :mod:`.hypnogram_fit`; both are
-re-exported here, so this module is the one to import.
+re-exported here, so this module is the one to import. The NSRR and Compumedics Profusion XML
+readers live in :mod:`.hypnogram_xml`.
 """
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ import re
 import shutil
 import tempfile
 import warnings
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +27,7 @@ from .hypnogram import Hypnogram
 from .hypnogram_export import WRITE_FORMATS, write_hypnogram
 from .hypnogram_fit import (FIT_POLICIES, build_grid, check_fit, check_implicit_epochs,
                             drop_unscored_outside, epoch_mismatch, fit_to_recording)
+from .hypnogram_xml import read_xml
 from .stages import UNS, YASA_INT_INV, describe_mapping, to_aasm
 
 __all__ = ["ImportResult", "READ_FORMATS", "WRITE_FORMATS", "FIT_POLICIES", "read_hypnogram",
@@ -36,10 +37,6 @@ READ_FORMATS: tuple[str, ...] = ("edf", "csv", "tsv", "yasa-txt", "xml", "json")
 _TOL = 1e-3  # s: onsets in text files are often rounded to the millisecond
 _MAX_BYTES = 64 * 2**20  # a hypnogram is a few kB; refuse to slurp a mis-picked 1 GB file
 _STAGE_COLUMNS = ("stage", "sleep_stage", "trial_type", "description", "label")
-# NSRR EventConcept codes ('Stage 4 sleep|4'); 6 = movement, 9 = unscored.
-_NSRR_CODES = {"0": "W", "1": "N1", "2": "N2", "3": "N3", "4": "N3", "5": "R", "6": UNS, "9": UNS}
-# Compumedics Profusion <SleepStage> integers; anything else (9 etc.) is unscored.
-_PROFUSION = {0: "W", 1: "N1", 2: "N2", 3: "N3", 4: "N3", 5: "R"}
 
 
 @dataclass
@@ -336,57 +333,12 @@ def _as_int(s: str) -> int | None:
 
 
 def _read_xml(data: bytes, name: str) -> _Parsed:
-    # xml.etree would expand internal entities ('billion laughs'); hypnograms never need them.
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise HypnogramError(f"'{name}' declares a DTD or entities, which are not accepted.")
-    try:
-        root = ET.fromstring(data)
-    except ET.ParseError as err:
-        raise HypnogramError(f"'{name}' is not valid XML: {err}.") from err
-    for el in root.iter():  # drop namespaces: some exporters add one, the tags are the same
-        el.tag = el.tag.rsplit("}", 1)[-1]
-
-    def num(el: ET.Element | None, what: str) -> float | None:
-        if el is None or not (el.text or "").strip():
-            return None
-        try:
-            return float(el.text)
-        except ValueError:
-            raise HypnogramError(f"'{name}': {what} {el.text!r} is not a number.") from None
-
-    parsed = _Parsed("xml", file_epoch_length=num(root.find("EpochLength"), "EpochLength"))
-    stages = root.find(".//SleepStages")
-    if stages is not None:  # Compumedics Profusion
-        ep = parsed.file_epoch_length or 30.0
-        for i, el in enumerate(stages.findall("SleepStage")):
-            code = num(el, "SleepStage")
-            code = int(code) if code is not None else -1
-            src = f"Profusion stage {code}"
-            parsed.events.append((i * ep, ep, _PROFUSION.get(code, UNS), src, None))
-        parsed.notes.append("Read as Compumedics Profusion XML (0 W, 1-3 N1-N3, 4 -> N3, "
-                            "5 REM, other codes unscored).")
-    elif root.find(".//ScoredEvents") is not None:  # NSRR
-        skipped = []
-        for ev in root.iter("ScoredEvent"):
-            if not (ev.findtext("EventType") or "").strip().lower().startswith("stages"):
-                continue
-            concept = (ev.findtext("EventConcept") or "").strip()
-            text, _, code = concept.rpartition("|")
-            aasm = _NSRR_CODES.get(code.strip()) or to_aasm(text or concept)
-            if aasm is None:
-                skipped.append(concept)
-                continue
-            onset = num(ev.find("Start"), "Start")
-            if onset is None:
-                raise HypnogramError(f"'{name}': the stage event {concept!r} has no Start.")
-            parsed.events.append((onset, num(ev.find("Duration"), "Duration"), aasm, concept,
-                                  None))
-        _note_skipped(parsed, skipped, "stage event")
-        parsed.notes.append("Read as NSRR XML.")
-    else:
-        raise HypnogramError(f"'{name}' is XML but neither an NSRR (ScoredEvents) nor a "
-                             f"Compumedics Profusion (SleepStages) hypnogram.")
-    parsed.mapping = sorted({(e[3], e[2]) for e in parsed.events})
+    """NSRR or Compumedics Profusion XML (see :mod:`.hypnogram_xml`)."""
+    found = read_xml(data, name)
+    parsed = _Parsed("xml", events=found.events, mapping=found.mapping,
+                     file_epoch_length=found.epoch_length)
+    _note_skipped(parsed, found.skipped, "stage event")
+    parsed.notes.extend(found.notes)
     return parsed
 
 

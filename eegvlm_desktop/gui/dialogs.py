@@ -71,9 +71,12 @@ _LP = [None, 15.0, 30.0, 35.0, 45.0, 70.0, 100.0]
 _NOTCH = [None, 50.0, 60.0]
 
 
-def _combo(values: list, current, fmt: str) -> QComboBox:
+def _combo(values: list, current, fmt: str, below: float) -> QComboBox:
+    """A choice of cut-offs; only those below ``below`` (Nyquist) are offered."""
     box = QComboBox()
     for v in values:
+        if v is not None and v >= below:
+            continue
         box.addItem("off" if v is None else fmt.format(v), v)
     if current not in values:
         box.addItem(fmt.format(current), current)
@@ -138,9 +141,10 @@ class ChannelsDialog(QDialog):
                 item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
                 self.table.setItem(r, c, item)
             f = self._filters[ch]
-            self.table.setCellWidget(r, 4, _combo(_HP, f.highpass, "{:g} Hz"))
-            self.table.setCellWidget(r, 5, _combo(_LP, f.lowpass, "{:g} Hz"))
-            self.table.setCellWidget(r, 6, _combo(_NOTCH, f.notch, "{:g} Hz"))
+            nyquist = self._rates[ch] / 2  # a 1-Hz envelope channel gets no filter choices
+            self.table.setCellWidget(r, 4, _combo(_HP, f.highpass, "{:g} Hz", nyquist))
+            self.table.setCellWidget(r, 5, _combo(_LP, f.lowpass, "{:g} Hz", nyquist))
+            self.table.setCellWidget(r, 6, _combo(_NOTCH, f.notch, "{:g} Hz", nyquist))
             spin = QDoubleSpinBox()
             spin.setRange(1e-3, 1e7)
             spin.setDecimals(1)

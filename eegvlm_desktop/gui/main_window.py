@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QLabel, QMai
 
 from ..core.display import DisplaySource, default_filter
 from ..core.document import EPOCH_LENGTH, Document, default_user, open_document
-from ..core.errors import EEGVLMError, HypnogramMismatchError, StorageError
+from ..core.errors import EEGVLMError, HypnogramFitError, StorageError
 from ..core.hypnogram_io import write_hypnogram
 from ..core.stats import preload as preload_stats
 from ..core.stats import sleep_statistics
@@ -252,7 +252,10 @@ class MainWindow(QMainWindow):
         """Import stages; a mismatch asks the user whether to crop/pad or cancel."""
         try:
             result = self.doc.import_hypnogram(Path(path), policy)
-        except HypnogramMismatchError as err:
+        except HypnogramFitError as err:
+            if policy is not None:  # cannot happen (fit raises HypnogramError); never loop
+                dialogs.show_error(self, "Cannot import hypnogram", str(err))
+                return False
             choice = dialogs.ask_mismatch(self, Path(path).name, err.problems or [str(err)])
             return self.import_hypnogram(path, choice) if choice else False
         except EEGVLMError as err:
@@ -401,7 +404,10 @@ class MainWindow(QMainWindow):
         if dlg.exec():
             for ch, f in dlg.result_filters().items():
                 if f != self.source.get_filter(ch):
-                    self.source.set_filter(ch, f)
+                    try:
+                        self.source.set_filter(ch, f)
+                    except ValueError as err:  # e.g. a cut-off above Nyquist
+                        dialogs.show_error(self, "Filter not applied", str(err))
             view.scales.update(dlg.result_scales())
             view.set_order(dlg.result_order() or view.order)
 

@@ -165,14 +165,16 @@ class SignalView(pg.PlotWidget):
 
     def _default_scale(self, ch: int) -> float:
         kind = self.recording.ch_types[ch]
-        if kind in DEFAULT_SCALES:
+        # Raw electrophysiology gets the conventional fixed scale. Channels with no natural
+        # µV scale (temperature, respiration, markers) and low-rate envelopes (Sleep-EDF's
+        # 1-Hz EMG is a rectified, smoothed envelope, not raw EMG) are scaled to their
+        # spread over the first hour instead, or they would draw as a flat line.
+        if kind in DEFAULT_SCALES and self.recording.orig_sfreqs[ch] >= 20:
             return DEFAULT_SCALES[kind]
-        # Non-electrophysiology channels (temperature, respiration, markers) have no
-        # natural µV scale: use the spread of the first 10 minutes.
-        stop = min(self.recording.n_times, int(600 * self.recording.sfreq))
+        stop = min(self.recording.n_times, int(3600 * self.recording.sfreq))
         x = self.recording.get_data([ch], 0, stop)[0]
-        spread = float(np.subtract(*np.percentile(x, [99, 1]))) if x.size else 0.0
-        return spread * 1.2 if spread > 0 else 1.0
+        spread = float(np.subtract(*np.percentile(x, [95, 5]))) if x.size else 0.0
+        return spread * 1.5 if spread > 0 else DEFAULT_SCALES.get(kind, 1.0)
 
     def set_order(self, order: list[int]) -> None:
         """Show exactly the channels in ``order`` (top to bottom); others are hidden."""
@@ -253,7 +255,9 @@ class SignalView(pg.PlotWidget):
             self.plotItem.removeItem(item)
         self._bar_labels = []
         for _ in self.order:
-            label = pg.TextItem(color="#c0392b", anchor=(1, 0.5))
+            # A white box keeps the amplitude readable over a busy trace.
+            label = pg.TextItem(color="#c0392b", anchor=(1, 0.5),
+                                fill=pg.mkBrush(255, 255, 255, 220))
             self.plotItem.addItem(label)
             self._bar_labels.append(label)
 

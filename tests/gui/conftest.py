@@ -11,6 +11,12 @@ def errors(monkeypatch):
 
     seen: list[tuple[str, str]] = []
     monkeypatch.setattr(dialogs, "show_error", lambda parent, title, msg: seen.append((title, msg)))
+    # A test that reaches a question it did not expect must fail, not hang on a modal box.
+    def unexpected(*args, **kwargs):
+        raise AssertionError(f"unexpected modal dialog: {args[1:]}")
+
+    monkeypatch.setattr(dialogs, "ask_mismatch", unexpected)
+    monkeypatch.setattr(dialogs, "ask_epoch", unexpected)
     return seen
 
 

@@ -1,0 +1,128 @@
+"""Every kind of bad input ends in a clear dialog; the window keeps working."""
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import write_edf
+
+
+def _truncated(tmp_path):
+    path = write_edf(tmp_path / "truncated.edf")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _not_edf(tmp_path):
+    path = tmp_path / "photo.edf"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8)
+    return path
+
+
+def _corrupt_header(tmp_path):
+    path = write_edf(tmp_path / "corrupt.edf")
+    data = bytearray(path.read_bytes())
+    data[236:244] = b"abcdefgh"  # number of data records: not a number
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _no_eeg(tmp_path):
+    return write_edf(tmp_path / "noeeg.edf", ch_names=("ECG", "Resp oro-nasal"))
+
+
+def _folder(tmp_path):
+    folder = tmp_path / "a_folder.edf"
+    folder.mkdir()
+    return folder
+
+
+def _empty(tmp_path):
+    path = tmp_path / "empty.edf"
+    path.write_bytes(b"")
+    return path
+
+
+@pytest.mark.parametrize("make", [_truncated, _not_edf, _corrupt_header, _no_eeg, _folder,
+                                  _empty, lambda p: p / "missing.edf"])
+def test_bad_recording_dialog(window, tmp_path, errors, tiny_edf, make):
+    assert window.open_file(tiny_edf)
+    bad = make(tmp_path)
+    assert not window.open_file(bad)
+    title, message = errors[-1]
+    assert title == "Cannot open recording"
+    assert bad.name in message and "Traceback" not in message
+    # the night that was open stays open and scorable
+    assert window.doc.recording.path == tiny_edf
+    window.label_current("N2")
+    assert window.doc.hypnogram[0] == "N2"
+
+
+@pytest.mark.parametrize("content", ["", "onset,duration,stage\n", "garbage \x00\x01 not a table",
+                                     # 15-s epochs: cannot be cropped or padded to fit
+                                     "onset,duration,stage\n0,15,N2\n15,15,N3\n"])
+def test_bad_hypnogram_dialog(window, tmp_path, errors, tiny_edf, content):
+    assert window.open_file(tiny_edf)
+    hyp = tmp_path / "bad.csv"
+    hyp.write_text(content)
+    assert not window.import_hypnogram(hyp)
+    title, message = errors[-1]
+    assert title == "Cannot import hypnogram" and "bad.csv" in message
+    assert window.doc.hypnogram.n_scored() == 0
+
+
+def test_channels_dialog_hides_reorders_and_filters(window, tiny_edf, monkeypatch):
+    from eegvlm_desktop.core.display import DisplayFilter
+    from eegvlm_desktop.gui import dialogs
+
+    assert window.open_file(tiny_edf)
+    rec = window.doc.recording
+    dlg = dialogs.ChannelsDialog(rec.ch_names, rec.ch_types, rec.orig_sfreqs, rec.units,
+                                 window.signal_view.order,
+                                 {c: window.source.get_filter(c) for c in range(4)},
+                                 window.signal_view.scales)
+    from PySide6.QtCore import Qt
+
+    dlg.table.item(1, 0).setCheckState(Qt.CheckState.Unchecked)  # hide channel 1
+    dlg.table.selectRow(3)
+    dlg._move(-1)  # channel 3 above channel 2
+    notch = dlg.table.cellWidget(0, 6)
+    assert notch.findData(50.0) == -1  # 100-Hz file: a 50-Hz notch is at Nyquist, not offered
+    hp = dlg.table.cellWidget(0, 4)
+    hp.setCurrentIndex(hp.findData(1.0))
+    dlg.accept()
+    assert dlg.result_order() == [0, 3, 2]
+    assert dlg.result_filters()[0].highpass == 1.0
+    monkeypatch.setattr(dialogs, "ChannelsDialog", lambda *a, **k: dlg)
+    dlg.exec = lambda: True
+    window._edit_channels()
+    assert window.signal_view.order == [0, 3, 2]
+    assert window.source.get_filter(0) == DisplayFilter(
+        highpass=1.0, lowpass=window.source.get_filter(0).lowpass, notch=None)
+    dlg.close()
+
+
+def test_help_dialog_lists_every_shortcut(window):
+    from eegvlm_desktop.gui.dialogs import ShortcutHelp
+    from eegvlm_desktop.gui.shortcuts import SHORTCUTS
+
+    dlg = ShortcutHelp(window)
+    assert dlg.table.rowCount() == len(SHORTCUTS)
+    texts = {dlg.table.item(r, 2).text() for r in range(dlg.table.rowCount())}
+    assert "Undo the last label change" in texts
+    dlg.close()
+
+
+def test_misaligned_hypnogram_offered_fit_then_clear_error(window, tmp_path, errors, tiny_edf,
+                                                           monkeypatch):
+    from eegvlm_desktop.gui import dialogs
+
+    assert window.open_file(tiny_edf)
+    hyp = tmp_path / "offset.csv"
+    hyp.write_text("onset,duration,stage\n15,30,N2\n45,30,N3\n")
+    asked = []
+    monkeypatch.setattr(dialogs, "ask_mismatch",
+                        lambda p, name, probs: asked.append(probs) or "crop_or_pad")
+    assert not window.import_hypnogram(hyp)
+    assert len(asked) == 1  # asked once, never in a loop
+    assert errors and "offset.csv" in errors[-1][1]
