@@ -344,19 +344,33 @@ class MainWindow(QMainWindow):
         """Score the current epoch (saved before returning), then auto-advance if on."""
         if self.doc is None:
             return
-        self.doc.session.label([self.epoch], stage)
+        # Even when saving failed the label is applied (and retried), so advance as usual.
+        self._persisting(lambda: self.doc.session.label([self.epoch], stage))
         if self.auto_advance and self.epoch < self._n_epochs() - 1:
             self.goto_epoch(self.epoch + 1)
 
     def undo(self) -> None:
-        changes = self.doc.session.undo()
+        changes = self._persisting(self.doc.session.undo)
         if changes:
             self.goto_epoch(changes[0].index)
 
     def redo(self) -> None:
-        changes = self.doc.session.redo()
+        changes = self._persisting(self.doc.session.redo)
         if changes:
             self.goto_epoch(changes[0].index)
+
+    def _persisting(self, change):
+        """Run a label change; if it could not be saved, say so loudly and keep scoring.
+
+        The session keeps the change in memory and on the undo stack and retries the
+        save with the next change, so the scorer is warned, not blocked.
+        """
+        try:
+            return change()
+        except StorageError as err:
+            self._update_status()
+            dialogs.show_error(self, "Labels NOT saved", str(err))
+            return None
 
     def _toggle_auto_advance(self) -> None:
         self.auto_advance = self.actions["auto_advance"].isChecked()
@@ -377,7 +391,12 @@ class MainWindow(QMainWindow):
                                               hyp.onset(self.epoch)))
         self.status_stage.setText(f"Stage: {'unscored' if stage == UNS else stage}"
                                   + ("" if prov in ("none",) else f" ({prov})"))
-        self.status_saved.setText(f"{hyp.n_scored()} scored · autosaved")
+        if self.doc.session.has_unsaved:
+            self.status_saved.setText("⚠ NOT SAVED (retrying)")
+            self.status_saved.setStyleSheet("color: #c0392b; font-weight: bold")
+        else:
+            self.status_saved.setText(f"{hyp.n_scored()} scored · autosaved")
+            self.status_saved.setStyleSheet("")
 
     def _request_stats(self) -> None:
         if self.doc is not None:

@@ -181,3 +181,25 @@ def test_hide_and_reorder_channels(opened):
     assert w.signal_view._traces.n_traces == 2
     ticks = w.signal_view.plotItem.getAxis("left")._tickLevels[0]
     assert [t[1] for t in ticks] == [w.doc.recording.ch_names[3], w.doc.recording.ch_names[0]]
+
+
+def test_save_failure_is_shown_and_retried(opened, monkeypatch, errors):
+    w = opened
+    import eegvlm_desktop.core.label_store as label_store
+
+    store = w.doc.store
+    real_write = label_store.atomic_write_text
+
+    def disk_full(path, text):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(label_store, "atomic_write_text", disk_full)
+    w.label_current("N2")
+    assert errors and errors[-1][0] == "Labels NOT saved"
+    assert "NOT SAVED" in w.status_saved.text()
+    assert w.doc.hypnogram[0] == "N2"  # kept in memory, on the undo stack
+    monkeypatch.setattr(label_store, "atomic_write_text", real_write)
+    w.label_current("N3")  # the next change retries and saves both
+    assert "autosaved" in w.status_saved.text()
+    saved = json.loads(store.location.read_text())["hypnogram"]["stages"]
+    assert saved[:2] == ["N2", "N3"]
