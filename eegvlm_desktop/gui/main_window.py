@@ -104,6 +104,7 @@ class MainWindow(QMainWindow):
             "next_unscored": self.goto_next_unscored, "goto_epoch": self._choose_goto,
             "gain_up": lambda: self.signal_view.change_gain(GAIN_STEP),
             "gain_down": lambda: self.signal_view.change_gain(1 / GAIN_STEP),
+            "deselect_channel": lambda: self.signal_view.select_channel(None),
             "window_longer": lambda: self._step_window(1),
             "window_shorter": lambda: self._step_window(-1),
             "channels": self._edit_channels, "help": self._show_help,

@@ -52,9 +52,12 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("goto_epoch", ("Ctrl+G",), "&Go to epoch…", "Jump to an epoch number or clock time",
              "Navigate"),
     # View
-    Shortcut("gain_up", ("+", "="), "Increase gain", "Bigger traces (all channels; wheel on a "
-             "trace for one channel)", "View"),
-    Shortcut("gain_down", ("-",), "Decrease gain", "Smaller traces (all channels)", "View"),
+    Shortcut("gain_up", ("+", "="), "Increase gain", "Bigger traces: the channel selected by a "
+             "click, else all (the wheel on a trace changes that channel)", "View"),
+    Shortcut("gain_down", ("-",), "Decrease gain", "Smaller traces: the selected channel, "
+             "else all", "View"),
+    Shortcut("deselect_channel", ("Esc",), "Deselect channel",
+             "Gain keys act on all channels again", "View"),
     Shortcut("window_longer", ("Ctrl+Down",), "Longer window", "Show more seconds per page", "View"),
     Shortcut("window_shorter", ("Ctrl+Up",), "Shorter window", "Show fewer seconds per page", "View"),
     Shortcut("channels", ("Ctrl+K",), "&Channels and filters…",

@@ -76,7 +76,7 @@ class LaneViewBox(pg.ViewBox):
     """A view box that pans/zooms nothing: the wheel sets one lane's gain instead."""
 
     laneWheel = Signal(int, int)  # lane index, +1 (bigger) / -1 (smaller)
-    clickedAt = Signal(float)  # time (s) of a left click
+    clickedAt = Signal(float, int)  # time (s) and lane of a left click
 
     def __init__(self) -> None:
         super().__init__(enableMouse=False, enableMenu=False)
@@ -88,7 +88,8 @@ class LaneViewBox(pg.ViewBox):
 
     def mouseClickEvent(self, ev):  # noqa: N802
         if ev.button() == Qt.MouseButton.LeftButton:
-            self.clickedAt.emit(float(self.mapSceneToView(ev.scenePos()).x()))
+            pos = self.mapSceneToView(ev.scenePos())
+            self.clickedAt.emit(float(pos.x()), int(round(-pos.y())))
             ev.accept()
         else:
             ev.ignore()
@@ -104,6 +105,9 @@ class SignalView(pg.PlotWidget):
     -------
     clickedAt(float)
         Time in seconds where the user clicked (the window navigates there).
+
+    A click also selects the channel under the pointer (its name gets a ▶ mark): the gain
+    keys then act on that channel alone; Esc (or a click on it again) deselects.
     """
 
     clickedAt = Signal(float)
@@ -122,7 +126,8 @@ class SignalView(pg.PlotWidget):
         # with the channel order, so paint them from a cached pixmap.
         left.setCacheMode(left.CacheMode.DeviceCoordinateCache)
         self._vb.laneWheel.connect(self._on_lane_wheel)
-        self._vb.clickedAt.connect(lambda x: self.clickedAt.emit(x + self._t0))
+        self._vb.clickedAt.connect(self._on_click)
+        self.selected: int | None = None  # channel whose gain the keys change, or None
         self.recording: Recording | None = None
         self.source: DisplaySource | None = None
         self.order: list[int] = []  # visible channels, top to bottom
@@ -157,6 +162,7 @@ class SignalView(pg.PlotWidget):
                       epoch_length: float = 30.0) -> None:
         """Show ``recording``: all channels visible, default scales per channel type."""
         self.recording, self.source = recording, source
+        self.selected = None
         self._epoch_length = epoch_length
         self._axis.origin = (recording.meas_date.replace(tzinfo=None)
                              if recording.meas_date is not None else None)
@@ -183,17 +189,42 @@ class SignalView(pg.PlotWidget):
             if ch not in self._pens:
                 kind = self.recording.ch_types[ch]
                 self._pens[ch] = pg.mkPen(CURVE_PENS.get(kind, "#333333"), width=1)
-        names = self.recording.ch_names
-        self.plotItem.getAxis("left").setTicks([[(-lane, names[ch]) for lane, ch in
-                                                 enumerate(self.order)], []])
+        if self.selected not in self.order:
+            self.selected = None
+        self._update_left_ticks()
         self.plotItem.setYRange(-len(self.order) + 0.5, 0.5, padding=0)
         self._rebuild_bar_labels()
         self.refresh()
 
+    # ----------------------------------------------------------------- selection
+    def _on_click(self, x: float, lane: int) -> None:
+        if 0 <= lane < len(self.order):
+            ch = self.order[lane]
+            self.select_channel(None if ch == self.selected else ch)
+        self.clickedAt.emit(x + self._t0)
+
+    def select_channel(self, ch: int | None) -> None:
+        """Make the gain keys act on channel ``ch`` only (None: on all channels)."""
+        self.selected = ch if ch in self.order else None
+        self._update_left_ticks()
+
+    def _update_left_ticks(self) -> None:
+        names = self.recording.ch_names
+        left = self.plotItem.getAxis("left")
+        left.setTicks([[(-lane, ("▶ " if ch == self.selected else "") + names[ch])
+                        for lane, ch in enumerate(self.order)], []])
+        left.picture = None  # the cached axis picture must show the new selection
+        left.update()
+
     # ----------------------------------------------------------------- gain
     def change_gain(self, factor: float, channels: list[int] | None = None) -> None:
-        """Multiply the gain of ``channels`` (default: all visible) by ``factor``."""
-        for ch in (self.order if channels is None else channels):
+        """Multiply the gain of ``channels`` by ``factor``.
+
+        Default: the selected channel if there is one, else every visible channel.
+        """
+        if channels is None:
+            channels = [self.selected] if self.selected is not None else self.order
+        for ch in channels:
             self.scales[ch] = self.scales[ch] / factor
         self.scalesChanged.emit()
         self.refresh()

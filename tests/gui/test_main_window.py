@@ -96,6 +96,18 @@ def test_gain_keys_and_wheel_lane(opened, qtbot):
     ch = w.signal_view.order[1]
     assert w.signal_view.scales[ch] < before[ch]
     assert w.signal_view.scales[w.signal_view.order[0]] == before[w.signal_view.order[0]]
+    # a click on lane 2 selects that channel: the gain keys then act on it alone
+    w.signal_view._vb.clickedAt.emit(12.0, 2)
+    sel = w.signal_view.order[2]
+    assert w.signal_view.selected == sel
+    ticks = w.signal_view.plotItem.getAxis("left")._tickLevels[0]
+    assert ticks[2][1].startswith("▶ ")
+    now = dict(w.signal_view.scales)
+    key(qtbot, w, Qt.Key.Key_Plus)
+    assert w.signal_view.scales[sel] < now[sel]
+    assert all(w.signal_view.scales[c] == now[c] for c in now if c != sel)
+    key(qtbot, w, Qt.Key.Key_Escape)
+    assert w.signal_view.selected is None
 
 
 def test_hypnogram_click_navigates(opened, qtbot):
