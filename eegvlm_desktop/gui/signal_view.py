@@ -21,6 +21,7 @@ from .traces import TraceItem
 #: signal of +-scale/2 fills its lane. Chosen so typical N3 delta (~150 µV) stays readable.
 DEFAULT_SCALES = {"eeg": 150.0, "eog": 300.0, "emg": 100.0, "ecg": 2000.0}
 GAIN_STEP = 1.25
+LANE_CLIP = 1.0  # traces are clipped at +- this many lane heights around their baseline
 CURVE_PENS = {"eeg": "#1f2d5a", "eog": "#2b6e3f", "emg": "#7a3b14", "ecg": "#8a1c4a"}
 
 
@@ -179,8 +180,8 @@ class SignalView(pg.PlotWidget):
             return DEFAULT_SCALES[kind]
         stop = min(self.recording.n_times, int(3600 * self.recording.sfreq))
         x = self.recording.get_data([ch], 0, stop)[0]
-        spread = float(np.subtract(*np.percentile(x, [95, 5]))) if x.size else 0.0
-        return spread * 1.5 if spread > 0 else DEFAULT_SCALES.get(kind, 1.0)
+        spread = float(np.subtract(*np.percentile(x, [99, 1]))) if x.size else 0.0
+        return spread if spread > 0 else DEFAULT_SCALES.get(kind, 1.0)
 
     def set_order(self, order: list[int]) -> None:
         """Show exactly the channels in ``order`` (top to bottom); others are hidden."""
@@ -265,6 +266,9 @@ class SignalView(pg.PlotWidget):
                 # them on the page so they stay in their lane.
                 y -= np.median(y)
             y /= self.scales[ch]
+        # A trace may swing into its neighbours' lanes (slow waves often do) but not across
+        # the whole page: clip at one lane either side, as paper-like PSG viewers do.
+        np.clip(data, -LANE_CLIP, LANE_CLIP, out=data)
         n = len(self.order)
         self._traces.set_traces(x, data, [-lane for lane in range(n)],
                                 [self._pens[ch] for ch in self.order],

@@ -215,3 +215,14 @@ def test_save_failure_is_shown_and_retried(opened, monkeypatch, errors):
     assert "autosaved" in w.status_saved.text()
     saved = json.loads(store.location.read_text())["hypnogram"]["stages"]
     assert saved[:2] == ["N2", "N3"]
+
+
+def test_traces_stay_near_their_lane(opened):
+    """A huge deflection is clipped at one lane height, never drawn across the page."""
+    from eegvlm_desktop.gui.signal_view import LANE_CLIP
+
+    sv = opened.signal_view
+    sv.change_gain(1000.0)  # absurd gain: every trace wants to fill the page
+    for lane in range(sv._traces.n_traces):
+        _, y = sv._traces.trace_data(lane)
+        assert y.max() <= -lane + LANE_CLIP + 1e-9 and y.min() >= -lane - LANE_CLIP - 1e-9
