@@ -38,3 +38,14 @@ def test_hypnogram_mismatch_and_fit(tmp_path):
     out = run("hypnogram", hyp, tmp_path / "o.tsv", "--recording", rec, "--fit", "crop")
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "o.tsv").read_text().count("\n") == 5  # header + 4 epochs
+
+
+def test_gui_without_display_is_a_clear_error(tiny_edf):
+    import os
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    out = subprocess.run([sys.executable, "-m", "eegvlm_desktop", str(tiny_edf)],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 2
+    assert "no display" in out.stderr and "Traceback" not in out.stderr

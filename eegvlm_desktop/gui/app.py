@@ -1,6 +1,7 @@
 """Start the desktop app: one QApplication, the main window, optional file to open."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -21,8 +22,22 @@ def make_app():
     return app
 
 
+def _no_display() -> str | None:
+    """Why Qt cannot show a window here, or None. Qt itself would abort with a core dump."""
+    if sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM") \
+            and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        return ("no display found (neither DISPLAY nor WAYLAND_DISPLAY is set). Run the app "
+                "from a desktop session, or on a headless machine under a virtual screen: "
+                "xvfb-run -a make run")
+    return None
+
+
 def run_app(recording: str | None = None, hypnogram: str | None = None) -> int:
     """Open the window (and ``recording``), run the event loop, return its exit code."""
+    reason = _no_display()
+    if reason:
+        print(f"eegvlm: error: {reason}", file=sys.stderr)
+        return 2
     app = make_app()
     from .main_window import MainWindow
 
