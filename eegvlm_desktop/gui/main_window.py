@@ -11,9 +11,8 @@ from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer
-from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow,
-                               QSplitter, QToolBar)
+                               QMenu, QSplitter, QToolBar)
 
 from ..core.display import DisplaySource, default_filter
 from ..core.document import EPOCH_LENGTH, Document, default_user, open_document
@@ -24,7 +23,9 @@ from ..core.stats import sleep_statistics
 from ..core.stages import UNS
 from . import dialogs
 from .hypnogram_view import HypnogramView, format_clock
-from .shortcuts import SHORTCUTS, STAGE_ACTIONS
+from .actions import build_actions
+from .recent import RecentFiles
+from .shortcuts import STAGE_ACTIONS
 from .signal_view import GAIN_STEP, SignalView
 from .stats_panel import StatsPanel
 from .workers import JobWorker
@@ -35,7 +36,6 @@ RECORDING_FILTER = ("Recordings (*.edf *.EDF *.bdf *.BDF *.fif *.fif.gz *.vhdr *
 HYPNOGRAM_FILTER = ("Hypnograms (*.edf *.csv *.tsv *.txt *.xml *.json);;All files (*)")
 EXPORT_FORMATS = {"CSV (*.csv)": "csv", "TSV (*.tsv)": "tsv", "EDF+ annotations (*.edf)": "edf",
                   "BIDS events (*_events.tsv)": "bids", "JSON with provenance (*.json)": "json"}
-MAX_RECENT = 8
 
 
 class MainWindow(QMainWindow):
@@ -88,8 +88,6 @@ class MainWindow(QMainWindow):
 
     # ================================================================ actions
     def _build_actions(self) -> None:
-        self.actions: dict[str, QAction] = {}
-        menus = {}
         handlers = {
             "open": self._choose_open, "import_hypnogram": self._choose_import,
             "export_hypnogram": self._choose_export, "quit": self.close,
@@ -111,24 +109,12 @@ class MainWindow(QMainWindow):
         }
         for action_id, stage in STAGE_ACTIONS.items():
             handlers[action_id] = lambda s=stage: self.label_current(s)
-        for sc in SHORTCUTS:
-            if sc.menu not in menus:
-                menus[sc.menu] = self.menuBar().addMenu(f"&{sc.menu}")
-            act = QAction(sc.text, self)
-            act.setObjectName(sc.action_id)
-            act.setShortcuts([QKeySequence(k) for k in sc.keys])
-            act.setToolTip(f"{sc.description} ({', '.join(sc.keys)})")
-            act.setStatusTip(sc.description)
-            # triggered(bool) would land in a handler's first argument: drop it.
-            act.triggered.connect(lambda _checked=False, h=handlers[sc.action_id]: h())
-            menus[sc.menu].addAction(act)
-            self.addAction(act)  # shortcuts work even with the menu bar hidden
-            self.actions[sc.action_id] = act
-            if sc.action_id == "open":
-                self.recent_menu = menus["File"].addMenu("Open &recent")
+        self.actions, menus = build_actions(self, handlers)
+        self.recent = RecentFiles(self.settings, QMenu("Open &recent", self), self.open_file)
+        menus["File"].insertMenu(self.actions["import_hypnogram"], self.recent.menu)
+        self.recent_menu = self.recent.menu
         self.actions["auto_advance"].setCheckable(True)
         self.actions["auto_advance"].setChecked(self.auto_advance)
-        self._rebuild_recent()
 
         bar = QToolBar("Scoring", self)
         bar.setObjectName("scoringToolbar")
@@ -202,7 +188,7 @@ class MainWindow(QMainWindow):
         self.signal_view.set_recording(rec, self.source, EPOCH_LENGTH)
         self._attach_hypnogram()
         self.setWindowTitle(f"{path.name} — EEG-VLM Desktop")
-        self._add_recent(path)
+        self.recent.add(path)
         self.epoch = 0
         self.goto_epoch(self._first_interesting_epoch())
         message = f"Opened {path.name}: {len(rec.ch_names)} channels, " \
@@ -434,23 +420,7 @@ class MainWindow(QMainWindow):
     def _show_help(self) -> None:
         dialogs.ShortcutHelp(self).exec()
 
-    # ================================================================ recent / drop / close
-    def _recent(self) -> list[str]:
-        value = self.settings.value("recent", [])
-        return [value] if isinstance(value, str) else list(value or [])
-
-    def _add_recent(self, path: Path) -> None:
-        items = [str(path.resolve())] + [p for p in self._recent() if p != str(path.resolve())]
-        self.settings.setValue("recent", items[:MAX_RECENT])
-        self._rebuild_recent()
-
-    def _rebuild_recent(self) -> None:
-        self.recent_menu.clear()
-        for p in self._recent():
-            act = self.recent_menu.addAction(p)
-            act.triggered.connect(lambda checked=False, p=p: self.open_file(p))
-        self.recent_menu.setEnabled(bool(self._recent()))
-
+    # ================================================================ drop / close
     def dragEnterEvent(self, event):  # noqa: N802
         if event.mimeData().hasUrls():
             event.acceptProposedAction()

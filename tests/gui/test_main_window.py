@@ -174,7 +174,7 @@ def test_reopen_restores_labels_and_recent(window, tmp_path, qtbot):
     assert window.doc.hypnogram.n_scored() == 0
     assert window.open_file(path)
     assert window.doc.hypnogram[3] == "N3"
-    assert window._recent()[0].endswith("night.edf")
+    assert window.recent.paths()[0].endswith("night.edf")
     assert window.recent_menu.actions()[0].text().endswith("night.edf")
 
 
