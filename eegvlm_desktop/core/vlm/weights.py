@@ -1,0 +1,192 @@
+"""Save and load a model folder: safetensors + config + tokenizer + a checked MANIFEST.
+
+Folder layout::
+
+    model.safetensors      state dict (safetensors only: loading never runs pickled code)
+    config.json            VLMConfig
+    tokenizer/             PreTrainedTokenizerFast files (its own folder, see tokenizer.py)
+    MANIFEST.json          sha256 of every file above, renderer version, channels, stages,
+                           parameter count and the model card
+
+Every problem found on load raises :class:`ModelFolderError`, whose message names the folder,
+what is wrong and what to do; the GUI shows it as is.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from eegvlm_desktop.core.errors import EEGVLMError
+from eegvlm_desktop.core.vlm.config import VLMConfig
+from eegvlm_desktop.core.vlm.model import EEGVLM
+from eegvlm_desktop.core.vlm.tokenizer import load_tokenizer, save_tokenizer, stage_token_ids
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+TOKENIZER_DIR = "tokenizer"
+MANIFEST_FILE = "MANIFEST.json"
+MANIFEST_FORMAT = 1
+
+
+class ModelFolderError(EEGVLMError):
+    """A model folder is missing, incomplete, corrupted or made for another renderer."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_model(model: EEGVLM, tokenizer: Any, folder: str | Path, card: dict[str, Any]
+               ) -> Path:
+    """Write a complete model folder.
+
+    Parameters
+    ----------
+    model : EEGVLM
+        The model; its config must have been bound to ``tokenizer``.
+    tokenizer : PreTrainedTokenizerFast
+        The tokenizer the model was trained with.
+    folder : str or Path
+        Target folder (created; existing files of the same names are overwritten).
+    card : dict
+        JSON-serialisable model card (data, training, metrics, licence ...).
+
+    Returns
+    -------
+    Path
+        The manifest path.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = model.config
+    if stage_token_ids(tokenizer, cfg.stages) != cfg.lm.stage_token_ids:
+        raise ValueError("The 'tokenizer' parameter does not match the model (its stage token "
+                         "ids differ from the config's): save the tokenizer the model was "
+                         "built with.")
+    # contiguous(): save_file refuses views; cpu(): the file must load on any machine.
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
+    (folder / CONFIG_FILE).write_text(cfg.to_json(), encoding="utf-8")
+    tok_files = save_tokenizer(tokenizer, folder / TOKENIZER_DIR)
+    files = [folder / WEIGHTS_FILE, folder / CONFIG_FILE] + tok_files
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "files": {p.relative_to(folder).as_posix(): _sha256(p) for p in sorted(files)},
+        "renderer_version": cfg.renderer_version,
+        "channels": list(cfg.channels),
+        "stages": list(cfg.stages),
+        "n_parameters": model.n_parameters(),
+        "card": card,
+    }
+    path = folder / MANIFEST_FILE
+    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    """Read ``MANIFEST.json`` of ``folder`` (no hashing); raises :class:`ModelFolderError`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelFolderError(f"Model folder '{folder}' does not exist or is not a folder. "
+                               "Choose a folder written by save_model (it holds MANIFEST.json).")
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        raise ModelFolderError(f"Model folder '{folder}' has no {MANIFEST_FILE}. It is not a "
+                               "complete model folder: copy it again or re-export the model.")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(manifest.get("files"), dict):
+            raise ValueError("no 'files' table")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ModelFolderError(f"{MANIFEST_FILE} in model folder '{folder}' cannot be read "
+                               f"({err}). Copy the folder again or re-export the model.") from err
+    return manifest
+
+
+def load_model(folder: str | Path, device: str | torch.device = "cpu",
+               expected_renderer_version: str | None = None) -> tuple[EEGVLM, Any, dict]:
+    """Load and verify a model folder.
+
+    Parameters
+    ----------
+    folder : str or Path
+        A folder written by :func:`save_model`.
+    device : str or torch.device
+        Where to put the model.
+    expected_renderer_version : str, optional
+        The running renderer's version; a model trained on another renderer is refused.
+
+    Returns
+    -------
+    model, tokenizer, manifest
+        The model is in eval mode.
+
+    Raises
+    ------
+    ModelFolderError
+        Missing folder or file, wrong checksum, unreadable config, renderer mismatch, or
+        tensors that do not fit the config.
+    """
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    for name, digest in manifest["files"].items():
+        path = folder / name
+        if not path.is_file():
+            raise ModelFolderError(f"Model folder '{folder}' is missing '{name}'. Copy the "
+                                   "folder again or re-export the model.")
+        if _sha256(path) != digest:
+            raise ModelFolderError(
+                f"'{name}' in model folder '{folder}' is corrupted or was modified (its sha256 "
+                "does not match MANIFEST.json). Copy the folder again or re-export the model.")
+    for required in (WEIGHTS_FILE, CONFIG_FILE):
+        if required not in manifest["files"]:
+            raise ModelFolderError(f"MANIFEST.json of model folder '{folder}' does not list "
+                                   f"'{required}'. Re-export the model.")
+    try:
+        cfg = VLMConfig.from_json((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (ValueError, TypeError) as err:
+        raise ModelFolderError(f"{CONFIG_FILE} in model folder '{folder}' is not a valid model "
+                               f"config: {err}. Re-export the model with this version of the "
+                               "app.") from err
+    if expected_renderer_version is not None and \
+            cfg.renderer_version != expected_renderer_version:
+        raise ModelFolderError(
+            f"The model in '{folder}' was trained on images of renderer version "
+            f"{cfg.renderer_version!r}, but this app renders version "
+            f"{expected_renderer_version!r}. Use a model trained for this renderer, or "
+            "fine-tune this one on newly rendered images.")
+    try:
+        tokenizer = load_tokenizer(folder / TOKENIZER_DIR)
+        ok = (len(tokenizer) == cfg.lm.vocab_size
+              and stage_token_ids(tokenizer, cfg.stages) == cfg.lm.stage_token_ids)
+    except (OSError, ValueError) as err:
+        raise ModelFolderError(f"The tokenizer in model folder '{folder}' cannot be loaded "
+                               f"({err}). Re-export the model.") from err
+    if not ok:
+        raise ModelFolderError(f"The tokenizer in model folder '{folder}' does not match its "
+                               "config (vocabulary size or stage tokens differ). Re-export "
+                               "the model.")
+    try:
+        state = load_file(str(folder / WEIGHTS_FILE), device="cpu")
+    except (SafetensorError, OSError) as err:
+        raise ModelFolderError(f"{WEIGHTS_FILE} in model folder '{folder}' cannot be read "
+                               f"({err}). Copy the folder again or re-export.") from err
+    model = EEGVLM(cfg)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:  # missing/unexpected keys and shape mismatches
+        raise ModelFolderError(
+            f"The weights in model folder '{folder}' do not fit its config.json (keys or "
+            f"shapes differ): {str(err)[:500]}. Re-export the model; do not mix files of "
+            "different models.") from err
+    return model.to(device).eval(), tokenizer, manifest
