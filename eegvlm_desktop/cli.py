@@ -1,4 +1,4 @@
-"""Command line: ``eegvlm [gui] [FILE]``, ``eegvlm info FILE``, ``eegvlm hypnogram ...``.
+"""Command line: ``eegvlm [gui] [FILE]``, ``info``, ``hypnogram``, ``train``, ``evaluate``.
 
 Every error the user can cause (bad file, mismatched hypnogram) is printed as one clear
 line on stderr with exit status 2 — never a traceback. Imports are lazy so that the
@@ -31,13 +31,16 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--recording", help="check that the hypnogram fits this recording")
     h.add_argument("--fit", choices=("crop", "pad", "crop_or_pad"),
                    help="crop/pad a hypnogram that does not fit the recording")
+    from .cli_model import add_parsers
+
+    add_parsers(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``eegvlm`` script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    known = {"gui", "info", "hypnogram", "-h", "--help"}
+    known = {"gui", "info", "hypnogram", "train", "evaluate", "-h", "--help"}
     if not argv or argv[0] not in known:
         argv = ["gui"] + argv
     args = _parser().parse_args(argv)
@@ -49,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
             from .core.recording import read_recording
             print(read_recording(args.recording).summary())
             return 0
+        if args.command in ("train", "evaluate"):
+            from .cli_model import run
+            return run(args)
         return _hypnogram(args)
     except EEGVLMError as err:
         print(f"eegvlm: error: {err}", file=sys.stderr)

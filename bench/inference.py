@@ -1,0 +1,74 @@
+"""Inference benchmark of the shipped model on the example night (JSON out).
+
+Measures on this machine: rendering, the fast whole-night pass (direct-answer stage
+probabilities, batched), reasoning generation (tokens/s, s per epoch), peak RSS.
+
+    python bench/inference.py [--model model_weights/default] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=str(REPO / "model_weights" / "default"))
+    ap.add_argument("--psg", default=str(REPO / "resources/example/SC4001-example-PSG.edf"))
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--reasoning-epochs", type=int, default=5)
+    args = ap.parse_args()
+    import numpy as np
+    import torch
+
+    from eegvlm_desktop.core.cot import PROMPT
+    from eegvlm_desktop.core.montage import pick_roles
+    from eegvlm_desktop.core.recording import read_recording
+    from eegvlm_desktop.core.rendering import RENDERER_VERSION, render_night
+    from eegvlm_desktop.core.training import predict_probs
+    from eegvlm_desktop.core.vlm.tokenizer import encode_prompt
+    from eegvlm_desktop.core.vlm.weights import load_model
+
+    torch.set_num_threads(args.threads)
+    t = time.perf_counter()
+    model, tok, _ = load_model(args.model, "cpu", expected_renderer_version=RENDERER_VERSION)
+    load_s = time.perf_counter() - t
+    rec = read_recording(args.psg)
+    roles = pick_roles(rec.ch_names, rec.ch_types)
+    n = rec.n_epochs()
+    t = time.perf_counter()
+    images = render_night(rec, roles, np.arange(n))
+    render_s = time.perf_counter() - t
+    t = time.perf_counter()
+    probs = predict_probs(model, images, batch_size=64)
+    probs_s = time.perf_counter() - t
+    prompt = encode_prompt(tok, PROMPT)
+    tokens, t = 0, time.perf_counter()
+    for i in np.linspace(0, n - 1, args.reasoning_epochs).astype(int):
+        res = model.generate_reasoning(images[i], prompt, max_new_tokens=400)
+        tokens += len(res.token_ids)
+    gen_s = time.perf_counter() - t
+    print(json.dumps({
+        "benchmark": "inference", "model": Path(args.model).name, "epochs": int(n),
+        "threads": args.threads, "model_load_s": round(load_s, 2),
+        "render_epochs_per_s": round(n / render_s, 1),
+        "stage_probs_epochs_per_s": round(n / probs_s, 1),
+        "whole_night_s": round(render_s + probs_s, 2),
+        "reasoning": {"epochs": args.reasoning_epochs, "tokens": tokens,
+                      "tokens_per_s": round(tokens / gen_s, 1),
+                      "s_per_epoch": round(gen_s / args.reasoning_epochs, 2)},
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "targets": {"stage_probs_epochs_per_s": 100},
+        "not_measured": "worker-thread vs direct-call ratio (needs the app's inference "
+                        "worker, issue 4)",
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

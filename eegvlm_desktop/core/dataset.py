@@ -1,0 +1,133 @@
+"""Training examples from a scored night: epoch images, expert stages and reasoning targets.
+
+One example per 30-s epoch of the standard window: the image from THE renderer
+(:func:`~eegvlm_desktop.core.rendering.render_night`), the expert's AASM stage, and a
+chain-of-thought answer built from the epoch's *measured* evidence
+(:mod:`~eegvlm_desktop.core.evidence`), so every statement the model learns to write is
+true of the signal and the final answer is always the expert's stage.
+
+A dataset is saved as one compressed ``.npz`` (images, stages, answers, metadata) so a
+training run on another machine (a lent GPU) needs neither MNE nor YASA.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EEGVLMError
+from .rendering import RENDERER_VERSION
+from .stages import STAGES
+
+DATASET_FORMAT = 1
+
+
+@dataclass
+class NightData:
+    """Examples of one night (or several concatenated)."""
+
+    images: np.ndarray  # (n, 224, 224, 3) uint8
+    stages: list[str]
+    answers: list[str]
+    epochs: np.ndarray  # epoch index in the source recording
+    night: np.ndarray  # which source night each example comes from
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.stages)
+
+    def subset(self, idx: np.ndarray) -> "NightData":
+        """The examples at positions ``idx`` (e.g. one cross-validation fold)."""
+        idx = np.asarray(idx, dtype=int)
+        return NightData(self.images[idx], [self.stages[i] for i in idx],
+                         [self.answers[i] for i in idx], self.epochs[idx], self.night[idx],
+                         dict(self.meta))
+
+    def stage_indices(self) -> np.ndarray:
+        return np.array([STAGES.index(s) for s in self.stages], dtype=np.int64)
+
+
+def build_night(psg: str | Path, hypnogram: str | Path,
+                epoch_indices: np.ndarray | None = None) -> NightData:
+    """Render, measure and write reasoning targets for the scored epochs of one night.
+
+    Parameters
+    ----------
+    psg, hypnogram : path
+        The recording and its expert hypnogram (any format ``read_hypnogram`` reads).
+    epoch_indices : array of int, optional
+        Epochs to use; default: the standard window (sleep period plus 30 min of wake
+        on each side, unscored epochs excluded; see ``core.protocol``).
+    """
+    # Imported here so that loading a saved dataset (e.g. on a GPU machine for training)
+    # needs neither MNE nor YASA.
+    from .cot import format_answer, reasoning_steps
+    from .evidence import measure_night
+    from .hypnogram_io import check_fit, fit_to_recording, read_hypnogram
+    from .montage import describe_roles, pick_roles
+    from .protocol import standard_window
+    from .recording import read_recording
+    from .rendering import render_night
+
+    rec = read_recording(psg)
+    n = rec.n_epochs(30.0)
+    res = read_hypnogram(hypnogram, recording_start=rec.meas_date,
+                         recording_duration=rec.duration)
+    hyp = res.hypnogram
+    if check_fit(hyp, n, 30.0):
+        hyp = fit_to_recording(hyp, n, "crop_or_pad")
+    idx = standard_window(hyp) if epoch_indices is None else np.asarray(epoch_indices, int)
+    stages = [hyp[int(i)] for i in idx]
+    keep = [k for k, s in enumerate(stages) if s in STAGES]
+    idx = idx[keep]
+    stages = [stages[k] for k in keep]
+    if len(idx) == 0:
+        raise EEGVLMError(f"{Path(hypnogram).name} has no scored epochs to learn from.")
+    roles = pick_roles(rec.ch_names, rec.ch_types)
+    images = render_night(rec, roles, idx)
+    evidence = measure_night(rec, roles, idx)
+    answers = [format_answer(reasoning_steps(ev, st), st) for ev, st in zip(evidence, stages)]
+    meta = {"format": DATASET_FORMAT, "renderer_version": RENDERER_VERSION,
+            "recordings": [Path(psg).name], "hypnograms": [Path(hypnogram).name],
+            "channel_roles": describe_roles(roles, rec.ch_names),
+            "label_mapping": [list(m) for m in res.mapping]}
+    return NightData(images, stages, answers, np.asarray(idx), np.zeros(len(idx), int), meta)
+
+
+def concat(nights: list[NightData]) -> NightData:
+    """Several nights as one dataset; ``night`` numbers them in order."""
+    meta = dict(nights[0].meta)
+    for key in ("recordings", "hypnograms", "channel_roles"):
+        meta[key] = [v for nd in nights for v in nd.meta.get(key, [])]
+    return NightData(np.concatenate([nd.images for nd in nights]),
+                     [s for nd in nights for s in nd.stages],
+                     [a for nd in nights for a in nd.answers],
+                     np.concatenate([nd.epochs for nd in nights]),
+                     np.concatenate([np.full(len(nd), k) for k, nd in enumerate(nights)]),
+                     meta)
+
+
+def save_dataset(data: NightData, path: str | Path) -> Path:
+    """Write ``data`` as one compressed npz (no pickle: strings are stored as JSON)."""
+    path = Path(path)
+    np.savez_compressed(path, images=data.images, epochs=data.epochs, night=data.night,
+                        text=np.array(json.dumps({"stages": data.stages,
+                                                  "answers": data.answers,
+                                                  "meta": data.meta})))
+    return path
+
+
+def load_dataset(path: str | Path) -> NightData:
+    """Read a dataset written by :func:`save_dataset`; refuse other renderer versions."""
+    with np.load(Path(path), allow_pickle=False) as z:
+        text = json.loads(str(z["text"]))
+        data = NightData(z["images"], text["stages"], text["answers"], z["epochs"], z["night"],
+                         text["meta"])
+    if data.meta.get("renderer_version") != RENDERER_VERSION:
+        raise EEGVLMError(
+            f"The dataset {Path(path).name} was rendered with renderer version "
+            f"{data.meta.get('renderer_version')!r}, but this code renders version "
+            f"{RENDERER_VERSION!r}. Rebuild it from the recordings.")
+    return data
