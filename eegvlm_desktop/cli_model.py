@@ -19,7 +19,7 @@ def add_parsers(sub) -> None:
     t.add_argument("--data", nargs="+", required=True, metavar="PSG:HYPNOGRAM",
                    help="recording and hypnogram pairs, joined by ':'")
     t.add_argument("--out", required=True, help="model folder to write (model_weights/<name>)")
-    t.add_argument("--preset", default="default", choices=("tiny", "default"))
+    t.add_argument("--preset", default="fast", choices=("tiny", "default", "fast"))
     t.add_argument("--fusion", default="both", choices=("both", "clip", "enhance"))
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--batch-size", type=int, default=32)

@@ -60,6 +60,8 @@ def main() -> None:
         results["cv"][fusion] = {"k": args.cv, "settings": settings.to_dict(),
                                  "seconds": round(time.perf_counter() - t0, 1),
                                  "oof_probs": np.round(probs, 5).tolist()}
+    # Written now too, so a run stopped by a time limit still returns the CV numbers.
+    (out / "results.json").write_text(json.dumps(results))
     settings = TrainSettings(preset=args.preset, fusion="both", epochs=args.epochs,
                              batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     t0 = time.perf_counter()

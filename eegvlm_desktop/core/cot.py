@@ -47,7 +47,9 @@ def _step_background(ev: EpochEvidence) -> str:
     bp = ev.band_powers
     powers = ", ".join(f"{b} {_pct(bp[b])}" for b in BANDS)
     dominant = max(BANDS, key=lambda b: bp[b])
-    return (f"Background rhythm: relative EEG power ({ev.eeg_channel}, 0.5-30 Hz) is {powers}; "
+    # No channel name in the text: the model sees only the image, so a name it cannot see
+    # would be learnt by rote and repeated on recordings with other montages (it was).
+    return (f"Background rhythm: relative EEG power (0.5-30 Hz) is {powers}; "
             f"the dominant band is {dominant}; the EEG amplitude is {ev.eeg_rms_uv:.0f} µV RMS.")
 
 
