@@ -10,7 +10,7 @@ from eegvlm_desktop.core.vlm.tokenizer import (
 from .conftest import TEXTS, make_config
 
 
-@pytest.mark.parametrize("name", ["tiny", "default"])
+@pytest.mark.parametrize("name", ["tiny", "default", "fast"])
 def test_presets_validate_and_round_trip(name, tokenizer):
     cfg = VLMConfig.preset(name).bind_tokenizer(tokenizer)
     cfg.validate()
@@ -74,3 +74,17 @@ def test_tokenizer_save_load_same_ids(tokenizer, tmp_path):
     text = TEXTS[3]
     assert loaded.encode(text) == tokenizer.encode(text)
     assert make_config(loaded) == make_config(tokenizer)
+
+
+def test_shipped_model_folder_loads_and_matches_its_manifest():
+    """model_weights/default: sha256 manifest checked, renderer version matches, 5 stages."""
+    from pathlib import Path
+
+    from eegvlm_desktop.core.rendering import RENDERER_VERSION
+    from eegvlm_desktop.core.vlm.weights import load_model
+
+    folder = Path(__file__).resolve().parents[2] / "model_weights" / "default"
+    model, tok, manifest = load_model(folder, "cpu", expected_renderer_version=RENDERER_VERSION)
+    assert manifest["stages"] == ["W", "N1", "N2", "N3", "R"]
+    assert manifest["card"]["metrics"]["split"].startswith("blocked 5-fold")
+    assert model.config.vision.grid == 7
