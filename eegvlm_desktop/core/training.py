@@ -127,7 +127,7 @@ def train(data: NightData, settings: TrainSettings, device: str = "auto",
 
 
 @torch.no_grad()
-def predict_probs(model: EEGVLM, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+def predict_probs(model: EEGVLM, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """Stage probabilities ``(n, 5)`` for rendered epochs, batched (the fast path)."""
     out = []
     for i in range(0, len(images), batch_size):
