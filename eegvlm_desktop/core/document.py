@@ -133,11 +133,9 @@ def open_document(path: str | Path, *, user: str | None = None, data_dir: Path |
     elif auto_hypnogram and (sibling := find_sibling_hypnogram(path)) is not None:
         try:
             doc.import_hypnogram(sibling)
-        except HypnogramMismatchError as err:
+        except HypnogramError as err:  # a bad sibling must never stop the recording opening
             doc.notes.append(f"Found {sibling.name} but did not import it: {err}")
             doc.source = "Unscored"
     else:
         doc.source = "Unscored"
-    store.audit.append({"event": "open", "user": user, "recording": path.name,
-                        "epochs": n, "source": doc.source})
     return doc

@@ -112,7 +112,6 @@ class SignalView(pg.PlotWidget):
     """
 
     clickedAt = Signal(float)
-    scalesChanged = Signal()
 
     def __init__(self, parent=None) -> None:
         self._axis = ClockAxis(orientation="bottom")
@@ -227,7 +226,6 @@ class SignalView(pg.PlotWidget):
             channels = [self.selected] if self.selected is not None else self.order
         for ch in channels:
             self.scales[ch] = self.scales[ch] / factor
-        self.scalesChanged.emit()
         self.refresh()
 
     def _on_lane_wheel(self, lane: int, direction: int) -> None:
@@ -312,9 +310,6 @@ class SignalView(pg.PlotWidget):
         super().resizeEvent(event)
         if "_t0" in self.__dict__:  # pyqtgraph calls this from inside __init__
             self.refresh(decorations=False)  # the number of pixel columns changed
-
-    def lane_of_channel(self, ch: int) -> int:
-        return self.order.index(ch)
 
 
 def peak_decimate(x: np.ndarray, data: np.ndarray, n_px: int) -> tuple[np.ndarray, np.ndarray]:

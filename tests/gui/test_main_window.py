@@ -226,3 +226,11 @@ def test_traces_stay_near_their_lane(opened):
     for lane in range(sv._traces.n_traces):
         _, y = sv._traces.trace_data(lane)
         assert y.max() <= -lane + LANE_CLIP + 1e-9 and y.min() >= -lane - LANE_CLIP - 1e-9
+
+
+def test_unreadable_sibling_hypnogram_does_not_block_opening(window, tmp_path):
+    path = write_edf(tmp_path / "night.edf")
+    (tmp_path / "night-Hypnogram.csv").write_text("onset,duration,stage\n0,15,N2\n15,15,N3\n")
+    assert window.open_file(path)
+    assert window.doc.hypnogram.n_scored() == 0
+    assert any("night-Hypnogram.csv" in n for n in window.doc.notes)
