@@ -1,0 +1,80 @@
+"""Find model folders and summarise their cards for the user, without importing torch.
+
+The GUI lists and describes models before any is loaded (loading is the model worker's
+job), so this reads ``MANIFEST.json`` as plain JSON. Checksums and shapes are verified
+later, by :func:`eegvlm_desktop.core.vlm.weights.load_model`, on the worker thread.
+"""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import EEGVLMError
+
+MANIFEST_FILE = "MANIFEST.json"
+
+
+def default_models_root() -> Path:
+    """``model_weights/`` of this checkout (where the bundled default model lives)."""
+    return Path(__file__).resolve().parents[2] / "model_weights"
+
+
+def list_model_folders(root: str | Path | None = None) -> list[Path]:
+    """Sub-folders of ``root`` that hold a MANIFEST.json, 'default' first, then by name."""
+    root = Path(root) if root is not None else default_models_root()
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if (p / MANIFEST_FILE).is_file()]
+    return sorted(found, key=lambda p: (p.name != "default", p.name))
+
+
+def read_manifest_json(folder: str | Path) -> dict[str, Any]:
+    """The folder's manifest as a dict; a clear error when it is missing or unreadable."""
+    path = Path(folder) / MANIFEST_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EEGVLMError(f"{Path(folder)} is not a model folder: it has no {MANIFEST_FILE}. "
+                          "Choose a folder written by 'eegvlm train'.") from None
+    except (OSError, ValueError) as err:
+        raise EEGVLMError(f"The model manifest {path} cannot be read: {err}") from None
+    if not isinstance(data, dict):
+        raise EEGVLMError(f"The model manifest {path} is not a JSON object.")
+    return data
+
+
+def _pct(x: Any) -> str:
+    return f"{100 * x:.1f} %" if isinstance(x, (int, float)) else "–"
+
+
+def card_summary(manifest: dict[str, Any]) -> str:
+    """A short HTML description: name, size, data, how it was trained, measured accuracy."""
+    card = manifest.get("card") or {}
+    esc = html.escape
+    name = esc(str(card.get("name", "unnamed model")))
+    n = manifest.get("n_parameters") or card.get("n_parameters")
+    size = f"{n / 1e6:.1f} M parameters" if isinstance(n, (int, float)) else ""
+    data = card.get("training_data") or {}
+    recs = ", ".join(str(r) for r in data.get("recordings", [])) or "unknown data"
+    epochs = data.get("epochs") or card.get("n_examples")
+    training = card.get("training") or {}
+    device = training.get("device", "")
+    lines = [f"<b>{name}</b> {esc(size)}",
+             f"Trained on {esc(recs)}" + (f" ({epochs} epochs)" if epochs else "")
+             + (f" on {esc(str(device))}" if device else ""),
+             f"Renderer v{esc(str(manifest.get('renderer_version', '?')))}, channels "
+             f"{esc(', '.join(manifest.get('channels', [])))}"]
+    metrics = card.get("metrics") or {}
+    ours = (metrics.get("eegvlm_direct_answer") or {}).get("both") or metrics.get("eegvlm")
+    if ours:
+        lines.append(f"Accuracy {_pct(ours.get('accuracy'))}, macro-F1 "
+                     f"{_pct(ours.get('macro_f1'))}, kappa {ours.get('kappa', 0):.2f}")
+        if metrics.get("split"):
+            lines.append(f"<i>{esc(str(metrics['split']))}</i>")
+    else:
+        lines.append("<i>No held-out accuracy recorded for this model.</i>")
+    if card.get("parent_model"):
+        lines.append(f"Fine-tuned from {esc(str(card['parent_model']))}")
+    return "<br>".join(lines)

@@ -1,0 +1,45 @@
+"""Model folders and card summaries read without torch."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eegvlm_desktop.core.errors import EEGVLMError
+from eegvlm_desktop.core.model_card import (card_summary, list_model_folders,
+                                            read_manifest_json)
+
+from ..conftest import REPO
+
+
+def test_lists_the_shipped_default_first(tmp_path):
+    assert list_model_folders()[0].name == "default"
+    (tmp_path / "zeta").mkdir()
+    (tmp_path / "zeta" / "MANIFEST.json").write_text("{}")
+    (tmp_path / "default").mkdir()
+    (tmp_path / "default" / "MANIFEST.json").write_text("{}")
+    (tmp_path / "not-a-model").mkdir()
+    assert [p.name for p in list_model_folders(tmp_path)] == ["default", "zeta"]
+    assert list_model_folders(tmp_path / "missing") == []
+
+
+def test_summary_of_the_shipped_card_names_its_numbers():
+    text = card_summary(read_manifest_json(REPO / "model_weights" / "default"))
+    assert "default" in text and "SC4001" in text and "83.7 %" in text
+    assert "cross-validation" in text
+
+
+def test_summary_without_metrics_says_so_and_escapes():
+    text = card_summary({"card": {"name": "<b>x</b>"}, "channels": ["EEG"]})
+    assert "&lt;b&gt;" in text and "No held-out accuracy" in text
+
+
+def test_unreadable_manifest_is_a_clear_error(tmp_path):
+    with pytest.raises(EEGVLMError, match="not a model folder"):
+        read_manifest_json(tmp_path)
+    (tmp_path / "MANIFEST.json").write_text("{broken")
+    with pytest.raises(EEGVLMError, match="cannot be read"):
+        read_manifest_json(tmp_path)
+    (tmp_path / "MANIFEST.json").write_text(json.dumps([1]))
+    with pytest.raises(EEGVLMError, match="JSON object"):
+        read_manifest_json(tmp_path)
