@@ -20,7 +20,8 @@ import numpy as np
 from .stages import ALL_LABELS, STAGES, UNS, YASA_INT
 
 #: Who set an epoch's label.
-PROVENANCES: tuple[str, ...] = ("none", "import", "expert", "model")
+#: "accepted": the expert took the model's stage for that epoch (an expert action, logged).
+PROVENANCES: tuple[str, ...] = ("none", "import", "expert", "model", "accepted")
 
 
 @dataclass(frozen=True)

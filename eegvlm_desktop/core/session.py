@@ -140,7 +140,7 @@ class ScoringSession:
         return idx
 
     def label(self, indices: Iterable[int], stage: str | Sequence[str],
-              source: str = "expert") -> list[Change]:
+              source: str = "expert", detail: dict | None = None) -> list[Change]:
         """Set the label of epochs, as one undoable action, audited and saved on return.
 
         Parameters
@@ -150,7 +150,10 @@ class ScoringSession:
         stage : str or sequence of str
             One label for all epochs, or one per epoch.
         source : str
-            Provenance of the new labels (``"expert"`` for a keypress).
+            Provenance of the new labels (``"expert"`` for a keypress, ``"accepted"`` when
+            the expert takes the model's stage).
+        detail : dict, optional
+            JSON-ready facts added to each audit line (e.g. which model was accepted).
 
         Returns
         -------
@@ -174,7 +177,7 @@ class ScoringSession:
         what = stage if isinstance(stage, str) else "stages"
         n = len(changes)
         self._undo.push(changes, f"Set {what} ({n} epoch{'s' if n != 1 else ''})")
-        self._record(changes, "set")
+        self._record(changes, "set", detail)
         return changes
 
     def undo(self) -> list[Change]:
@@ -238,13 +241,14 @@ class ScoringSession:
         return changes
 
     # ------------------------------------------------------------------ persistence
-    def _record(self, changes: Sequence[Change], action: str) -> None:
+    def _record(self, changes: Sequence[Change], action: str,
+                detail: dict | None = None) -> None:
         """Queue one audit line per change, mark the sidecar dirty, and persist now."""
         now = utc_now_iso()  # stamped now, not at write time, in case a retry is needed
         self._pending_events.extend(
             {"time": now, "event": "label", "user": self._user, "epoch": c.index,
              "old": c.old, "new": c.new, "source": c.source, "old_source": c.old_source,
-             "action": action}
+             "action": action, **(detail or {})}
             for c in changes)
         self._dirty = True
         try:

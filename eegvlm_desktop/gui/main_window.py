@@ -26,6 +26,7 @@ from .hypnogram_view import HypnogramView, format_clock
 from .actions import build_actions
 from .recent import RecentFiles
 from .shortcuts import STAGE_ACTIONS
+from .model_controller import ModelController
 from .signal_view import GAIN_STEP, SignalView
 from .stats_panel import StatsPanel
 from .workers import JobWorker
@@ -81,6 +82,7 @@ class MainWindow(QMainWindow):
                          | QDockWidget.DockWidgetFeature.DockWidgetClosable)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         self.stats_dock = dock
+        self.model = ModelController(self)
         self._build_actions()
         self._build_status()
         self.resize(1600, 900)
@@ -106,6 +108,7 @@ class MainWindow(QMainWindow):
             "window_longer": lambda: self._step_window(1),
             "window_shorter": lambda: self._step_window(-1),
             "channels": self._edit_channels, "help": self._show_help,
+            **self.model.handlers(),
         }
         for action_id, stage in STAGE_ACTIONS.items():
             handlers[action_id] = lambda s=stage: self.label_current(s)
@@ -187,6 +190,7 @@ class MainWindow(QMainWindow):
             self.source.set_filter(ch, default_filter(kind, rate))
         self.signal_view.set_recording(rec, self.source, EPOCH_LENGTH)
         self._attach_hypnogram()
+        self.model.set_document(doc)
         self.setWindowTitle(f"{path.name} — EEG-VLM Desktop")
         self.recent.add(path)
         self.epoch = 0
@@ -290,6 +294,7 @@ class MainWindow(QMainWindow):
         self.signal_view.show_window(t0, self.window_s, (onset, onset + EPOCH_LENGTH))
         self.hypnogram_view.set_position(self.epoch, t0, t0 + self.window_s)
         self._update_status()
+        self.model.on_epoch(self.epoch)
         # Filter the neighbouring pages on the worker while the scorer reads this one, so
         # the next page step finds its data cached (the GUI thread only slices and draws).
         w = self.window_s
@@ -358,12 +363,17 @@ class MainWindow(QMainWindow):
             self._update_status()
             dialogs.show_error(self, "Labels NOT saved", str(err))
             return None
+        finally:
+            # The hypnogram announces a change before the session pushes it on the undo
+            # stack, so Undo/Redo are re-enabled here, once the action is complete.
+            self._update_enabled()
 
     def _toggle_auto_advance(self) -> None:
         self.auto_advance = self.actions["auto_advance"].isChecked()
 
     def _on_labels_changed(self, indices: list[int]) -> None:
         self.hypnogram_view.redraw(indices)
+        self.model.on_labels_changed(indices)
         self._update_status()
         self._update_enabled()
         self._stats_timer.start()
@@ -433,6 +443,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event):  # noqa: N802
         # Labels are already on disk (saved on every change); just stop the worker cleanly.
         self._stats_timer.stop()
+        self.model.shutdown()
         self.worker.shutdown()
         super().closeEvent(event)
 

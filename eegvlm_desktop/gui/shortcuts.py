@@ -62,6 +62,25 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("window_shorter", ("Ctrl+Up",), "Shorter window", "Show fewer seconds per page", "View"),
     Shortcut("channels", ("Ctrl+K",), "&Channels and filters…",
              "Hide, reorder, filter and scale channels", "View"),
+    # Model
+    Shortcut("run_model", ("Ctrl+R",), "Stage the &night", "Run the model on every epoch in "
+             "the background (the epoch on screen goes first)", "Model"),
+    Shortcut("run_model_page", ("Ctrl+Shift+R",), "Stage this &page",
+             "Run the model on the epochs on screen", "Model"),
+    Shortcut("cancel_model", ("Ctrl+.",), "&Cancel staging", "Stop the model run; results so "
+             "far are kept", "Model"),
+    Shortcut("explain", ("E",), "&Explain this epoch", "Generate the model's step-by-step "
+             "reasoning and attention for the current epoch", "Model"),
+    Shortcut("accept_model", ("M",), "&Accept model label", "Take the model's stage for the "
+             "current epoch as your label (undoable, logged as accepted)", "Model"),
+    Shortcut("accept_model_page", ("Shift+M",), "Accept model labels on &page",
+             "Take the model's stages for every epoch on screen", "Model"),
+    Shortcut("next_uncertain", ("N",), "&Next to check", "Go to the next epoch where the model "
+             "is unsure or disagrees with your label", "Model"),
+    Shortcut("next_review", ("Q",), "Next in review &queue", "Go to the next unreviewed epoch "
+             "of the review queue", "Model"),
+    Shortcut("toggle_attention", ("O",), "Attention &overlay", "Show or hide where the model "
+             "looked, on the image and on the traces", "Model"),
     # Help
     Shortcut("help", ("F1", "?"), "&Keyboard shortcuts", "Show this table", "Help"),
 )

@@ -15,6 +15,7 @@ from PySide6.QtGui import QPen
 
 from ..core.display import DisplaySource
 from ..core.recording import Recording
+from .attention_overlay import AttentionOverlay
 from .traces import TraceItem
 
 #: Default lane height in display units per channel type (µV for electrophysiology): a
@@ -156,6 +157,10 @@ class SignalView(pg.PlotWidget):
                                             pen=pg.mkPen(None))
         self._current.setZValue(-10)
         self.plotItem.addItem(self._current)
+        # The model's attention: behind traces and grid lines, above the current-epoch band.
+        self._attention = AttentionOverlay()
+        self._attention.setZValue(-8)
+        self.plotItem.addItem(self._attention)
 
     # ----------------------------------------------------------------- set-up
     def set_recording(self, recording: Recording, source: DisplaySource,
@@ -163,6 +168,8 @@ class SignalView(pg.PlotWidget):
         """Show ``recording``: all channels visible, default scales per channel type."""
         self.recording, self.source = recording, source
         self.selected = None
+        # Attention computed on another recording would shade the wrong channels.
+        self._attention.set_attention(0.0, 0.0, None)
         self._epoch_length = epoch_length
         self._axis.origin = (recording.meas_date.replace(tzinfo=None)
                              if recording.meas_date is not None else None)
@@ -194,6 +201,7 @@ class SignalView(pg.PlotWidget):
         self._update_left_ticks()
         self.plotItem.setYRange(-len(self.order) + 0.5, 0.5, padding=0)
         self._rebuild_bar_labels()
+        self._attention.set_order(self.order)
         self.refresh()
 
     # ----------------------------------------------------------------- selection
@@ -243,6 +251,7 @@ class SignalView(pg.PlotWidget):
         self._current.setRegion((current[0] - self._t0, current[1] - self._t0))
         self._current.setVisible(window > (current[1] - current[0]) + 1e-6)
         self._axis.set_offset(self._t0)
+        self._attention.set_page(self._t0, self._window)  # a setPos, not a redraw
         if new_window:
             self._layout_done = True
             self.plotItem.setXRange(0, self._window, padding=0)
@@ -305,6 +314,33 @@ class SignalView(pg.PlotWidget):
             self._bar_labels[lane].setText(f"{_fmt(self.scales[ch] / 2)} {unit}")
             self._bar_labels[lane].setPos(x - self._window * 0.003, -lane)
         self._bars.setData(np.array(xs), np.array(ys))
+
+    # ----------------------------------------------------------------- attention
+    def set_attention(self, epoch_start_s: float, epoch_length_s: float,
+                      lanes: dict[int, np.ndarray] | None, opacity: float = 0.4) -> None:
+        """Shade the model's attention behind the lanes of one epoch; None clears it.
+
+        Parameters
+        ----------
+        epoch_start_s, epoch_length_s : float
+            Span (s from the recording start) the attention columns spread over: the epoch,
+            or the whole rendered window when the model saw context epochs (see
+            :func:`~eegvlm_desktop.core.attention_map.window_span`).
+        lanes : dict or None
+            ``{channel index: ndarray (n_columns,)}`` of values in [0, 1], e.g.
+            ``attention_to_lanes(att_map, roles)``. Channels hidden in the view are skipped.
+        opacity : float
+            Alpha (0..1) of a cell of attention 1.
+        """
+        self._attention.set_attention(epoch_start_s, epoch_length_s, lanes, opacity)
+
+    def set_attention_visible(self, visible: bool) -> None:
+        """Show or hide the attention shading (it is kept while hidden)."""
+        self._attention.set_shown(visible)
+
+    def attention_rects(self) -> list[tuple[QRectF, float]]:
+        """Shaded cells on the current page as (page-relative rect, alpha); [] if none."""
+        return self._attention.page_cells()
 
     def resizeEvent(self, event):  # noqa: N802
         super().resizeEvent(event)

@@ -33,6 +33,14 @@ def test_open_shows_all_channels_and_first_page(opened):
     assert w.signal_view._t0 == 0
 
 
+def test_first_label_can_be_undone_by_key(opened, qtbot):
+    """Undo is enabled by the very first label (it used to wait for a second change)."""
+    key(qtbot, opened, Qt.Key.Key_2)
+    assert opened.actions["undo"].isEnabled()
+    key(qtbot, opened, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert opened.doc.hypnogram[0] == "UNS"
+
+
 def test_score_by_keyboard_autoadvance_undo_redo(opened, qtbot):
     w = opened
     for k in (Qt.Key.Key_W, Qt.Key.Key_1, Qt.Key.Key_2, Qt.Key.Key_3, Qt.Key.Key_R,

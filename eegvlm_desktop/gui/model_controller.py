@@ -1,0 +1,392 @@
+"""Wires the model into the scoring window: worker, model layer, panels, overlays, keys.
+
+Kept out of ``main_window.py`` so that the window stays about scoring. The GUI thread only
+moves data between the :class:`ModelWorker` (which owns the model), the :class:`ModelLayer`
+(the model's probabilities, never the expert's labels) and the views.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QWidget
+
+from ..core.attention_map import channel_attention, window_span
+from ..core.model_layer import ModelLayer
+from ..core.montage import pick_roles
+from ..core.rendering import render_night
+from . import dialogs
+from .agreement_panel import AgreementPanel
+from .epoch_panel import EpochPanel
+from .model_panel import ModelPanel
+from .review_panel import ReviewPanel
+from .workers import ModelWorker
+
+if TYPE_CHECKING:
+    from .main_window import MainWindow
+
+#: Below this top probability an epoch counts as one the model is unsure about ("N" key).
+UNSURE_BELOW = 0.6
+#: Wait this long after the last navigation before generating an explanation, so holding
+#: an arrow key does not queue one explanation per epoch passed.
+EXPLAIN_DELAY_MS = 350
+
+
+def _dock(window: QMainWindow, title: str, name: str, widget: QWidget) -> QDockWidget:
+    dock = QDockWidget(title, window)
+    dock.setObjectName(name)
+    dock.setWidget(widget)
+    dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                     | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+    return dock
+
+
+class ModelController(QObject):
+    """The model side of a :class:`MainWindow`."""
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.w = window
+        self.worker = ModelWorker(parent=self)
+        self.layer: ModelLayer | None = None
+        self.roles: dict[str, int | None] = {}
+        self.explanation: Any = None
+        self.explained_epoch: int | None = None
+        self.attention_on = True
+        self.auto_explain = True
+        self._image_request = 0
+        # (folder, device, recording) the worker was last asked to load: loading is lazy,
+        # on the first run or explanation, so opening a night never waits for torch.
+        self._requested: tuple[str, str, str] | None = None
+        self._load_failed = False
+
+        self.model_panel = ModelPanel()
+        self.epoch_panel = EpochPanel()
+        self.review_panel = ReviewPanel()
+        self.agreement_panel = AgreementPanel()
+        self.opacity = self.epoch_panel.opacity  # one opacity for the image and the traces
+        self._explaining = False
+        self.epoch_dock = _dock(window, "Model: this epoch", "epochDock", self.epoch_panel)
+        self.model_dock = _dock(window, "Model", "modelDock", self.model_panel)
+        self.review_dock = _dock(window, "Review queue", "reviewDock", self.review_panel)
+        self.agreement_dock = _dock(window, "Agreement", "agreementDock", self.agreement_panel)
+        window.tabifyDockWidget(window.stats_dock, self.model_dock)
+        window.tabifyDockWidget(self.model_dock, self.review_dock)
+        window.tabifyDockWidget(self.review_dock, self.agreement_dock)
+        window.stats_dock.raise_()
+
+        self._explain_timer = QTimer(self)
+        self._explain_timer.setSingleShot(True)
+        self._explain_timer.setInterval(EXPLAIN_DELAY_MS)
+        self._explain_timer.timeout.connect(self.explain)
+        # Per-batch updates (about 50 a night) and label changes are coalesced into one
+        # refresh of the review list and agreement numbers.
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(400)
+        self._refresh_timer.timeout.connect(self._refresh_lists)
+
+        mp = self.model_panel
+        mp.modelChosen.connect(self._load)
+        mp.runNightRequested.connect(self.run_night)
+        mp.runPageRequested.connect(self.run_page)
+        mp.cancelRequested.connect(self.cancel)
+        ep = self.epoch_panel
+        ep.explainRequested.connect(self.explain)
+        ep.cancelRequested.connect(self.worker.cancel_explain)
+        ep.stepSelected.connect(self._on_step)
+        ep.opacityChanged.connect(self._on_opacity)
+        ep.overlayToggled.connect(self.set_attention_visible)
+        self.review_panel.epochActivated.connect(self.w.goto_epoch)
+        wk = self.worker
+        wk.modelLoaded.connect(self._on_loaded)
+        wk.modelFailed.connect(self._on_load_failed)
+        wk.probsReady.connect(self._on_probs)
+        wk.progressed.connect(mp.set_progress)
+        wk.runFinished.connect(self._on_run_finished)
+        wk.runFailed.connect(self._on_run_failed)
+        wk.textStreamed.connect(self._on_text)
+        wk.explained.connect(self._on_explained)
+        wk.explainFailed.connect(self._on_explain_failed)
+        window.worker.jobDone.connect(self._on_job_done)
+
+    # ----------------------------------------------------------------- actions
+    def handlers(self) -> dict[str, Any]:
+        """Handlers of the 'Model' shortcuts, for the window's action table."""
+        return {"run_model": self.run_night, "run_model_page": self.run_page,
+                "cancel_model": self.cancel, "explain": self.explain,
+                "accept_model": self.accept_current, "accept_model_page": self.accept_page,
+                "next_uncertain": self.goto_next_unsure, "next_review": self.goto_next_review,
+                "toggle_attention": lambda: self.set_attention_visible(not self.attention_on)}
+
+    # ----------------------------------------------------------------- document
+    def set_document(self, doc) -> None:
+        """A recording was opened: new model layer, load the chosen model for it."""
+        self.worker.cancel()
+        self.worker.cancel_explain()
+        if self.layer is not None:
+            self.layer.unsubscribe(self._on_layer_changed)
+        name = self.model_panel.folder() or ""
+        self.layer = ModelLayer(doc.hypnogram.n_epochs, name)
+        self.layer.subscribe(self._on_layer_changed)
+        self.roles = pick_roles(doc.recording.ch_names, doc.recording.ch_types)
+        self.explanation = self.explained_epoch = None
+        self.w.hypnogram_view.set_model_layer(self.layer)
+        self.review_panel.set_data(self.layer, list(doc.hypnogram.stages))
+        self.agreement_panel.update_metrics(None)
+        self.epoch_panel.clear()
+        self.model_panel.set_finished(" ")
+        self._requested = None
+        self.model_panel.set_loaded(bool(self.model_panel.folder()),
+                                    "The model loads when you stage or explain (Ctrl+R, E).")
+
+    def _load(self, folder: str, device: str) -> None:
+        """The user chose a model or device: results of the old one are dropped."""
+        if self.w.doc is None:
+            return
+        self.worker.cancel()
+        if self.layer is not None:
+            self.layer.clear(folder)  # results of another model must never mix in
+        self._ensure_loaded()
+
+    def _ensure_loaded(self) -> bool:
+        """Queue a load if the chosen model is not the one loaded; False if none chosen."""
+        folder, device = self.model_panel.folder(), self.model_panel.device()
+        if self.w.doc is None or not folder:
+            return False
+        want = (folder, device, str(self.w.doc.recording.path))
+        if want != self._requested:
+            self._requested = want
+            self._load_failed = False
+            if self.layer is not None:
+                self.layer.model_name = folder
+            self.model_panel.set_loaded(True, f"Loading {folder} on {device}…")
+            # The worker runs requests in order: a run or explanation queued right after
+            # this starts once the model is in memory.
+            self.worker.load(folder, want[2], device)
+        return True
+
+    def _on_loaded(self, info: dict) -> None:
+        notes = " ".join(info.get("notes", []))
+        roles = "; ".join(info.get("channel_map", []))
+        self.model_panel.set_loaded(True, f"Ready on {info['device']}. {notes}"
+                                          f"<br><small>Channels: {roles}</small>")
+        if self.auto_explain and self.explanation is None and not self._explaining:
+            self._explain_timer.start()
+
+    def _on_load_failed(self, message: str) -> None:
+        self._load_failed = True
+        self._requested = None  # let the next request try again
+        self.model_panel.set_loaded(True, "The model could not be loaded.")
+        self.model_panel.set_finished(" ")
+        dialogs.show_error(self.w, "Model not loaded", message)
+
+    # ----------------------------------------------------------------- runs
+    def _run(self, epochs: list[int]) -> None:
+        if not self._ensure_loaded():
+            self.w.statusBar().showMessage("No model folder is chosen.", 5000)
+            return
+        self.worker.run(epochs)
+        self.worker.prioritise(self.w.epoch)
+        self.model_panel.set_running(True)
+
+    def run_night(self) -> None:
+        if self.w.doc is not None:
+            self._run(list(range(self.w._n_epochs())))
+
+    def run_page(self) -> None:
+        if self.w.doc is not None:
+            first = (self.w.epoch // self.w._epochs_per_page()) * self.w._epochs_per_page()
+            last = min(first + self.w._epochs_per_page(), self.w._n_epochs())
+            self._run(list(range(first, last)))
+
+    def cancel(self) -> None:
+        if self.worker.busy:
+            self.worker.cancel()
+            n = self.layer.n_done if self.layer is not None else 0
+            self.model_panel.set_finished(f"Cancelled; {n} epochs staged so far are kept.")
+
+    def _on_probs(self, epochs: np.ndarray, probs: np.ndarray) -> None:
+        if self.layer is not None:
+            self.layer.set_proba(epochs, probs)
+
+    def _on_run_finished(self, report) -> None:
+        rate = report.epochs / report.seconds if report.seconds > 0 else 0.0
+        text = (f"Staged {report.epochs} epochs in {report.seconds:.1f} s "
+                f"({rate:.0f} epochs/s) on {report.device}.")
+        if report.notes:
+            text += " " + " ".join(dict.fromkeys(report.notes))
+        self.model_panel.set_finished(text)
+        if self.layer is not None and self.w.doc is not None:
+            # Re-sort the queue now that the run is complete; reviewed marks are kept.
+            self.review_panel.set_data(self.layer, list(self.w.doc.hypnogram.stages),
+                                       origin=self.w.doc.recording.meas_date,
+                                       keep_reviewed=True)
+        self._refresh_lists()
+
+    def _on_run_failed(self, message: str) -> None:
+        self.model_panel.set_finished("Staging stopped; results so far are kept.")
+        if not self._load_failed:  # a failed load has already said why
+            dialogs.show_error(self.w, "Staging stopped", message)
+
+    def _on_layer_changed(self, indices: list[int]) -> None:
+        # The hypnogram view redraws itself from the layer's events.
+        if self.w.epoch in indices:
+            self._show_epoch_header()
+        self._refresh_timer.start()
+
+    def _refresh_lists(self) -> None:
+        if self.layer is None or self.w.doc is None:
+            return
+        expert = list(self.w.doc.hypnogram.stages)
+        self.review_panel.refresh(expert)
+        self.agreement_panel.update_metrics(self.layer.agreement(expert))
+
+    # ----------------------------------------------------------------- navigation
+    def on_epoch(self, epoch: int) -> None:
+        """The current epoch changed: it and its neighbours go first; explain it soon."""
+        self.worker.prioritise(epoch)
+        self._show_epoch_header()
+        self.review_panel.select_epoch(epoch)
+        if epoch != self.explained_epoch:
+            self.worker.cancel_explain()
+            self._explaining = False
+            self.explanation = self.explained_epoch = None
+            self.w.signal_view.set_attention(0.0, 30.0, None)
+            self.epoch_panel.clear()
+            self._show_epoch_header()
+            self._request_image(epoch)
+            if self.auto_explain and self.worker.loaded_info is not None:
+                self._explain_timer.start()
+
+    def _show_epoch_header(self) -> None:
+        doc, e = self.w.doc, self.w.epoch
+        if doc is None or self.layer is None:
+            return
+        row = self.layer.proba[e]
+        self.epoch_panel.set_epoch(e, doc.hypnogram[e], row if np.isfinite(row).all() else None)
+
+    def _request_image(self, epoch: int) -> None:
+        rec = self.w.doc.recording
+        self._image_request = self.w.worker.submit("model_image", render_night, rec,
+                                                   self.roles, [epoch])
+
+    def _on_job_done(self, request_id: int, kind: str, result: object) -> None:
+        if kind == "model_image" and request_id == self._image_request \
+                and self.explanation is None:
+            self.epoch_panel.set_image(result[0])
+
+    def on_labels_changed(self, indices: list[int]) -> None:
+        for i in indices:
+            self.review_panel.mark_reviewed(i)
+        if self.layer is not None:
+            self._refresh_timer.start()
+            if self.w.epoch in indices:
+                self._show_epoch_header()
+
+    # ----------------------------------------------------------------- explanations
+    def explain(self) -> None:
+        if not self._ensure_loaded():
+            return
+        self._explain_timer.stop()
+        self.explanation = None
+        self._explaining = True
+        self.epoch_panel.start_reasoning()
+        self.worker.explain(self.w.epoch)
+
+    def _on_text(self, epoch: int, text: str) -> None:
+        if epoch == self.w.epoch:
+            self.epoch_panel.stream_text(text)
+
+    def _on_explained(self, epoch: int, image: np.ndarray, ex) -> None:
+        self._explaining = False
+        if epoch != self.w.epoch:
+            return
+        self.explanation, self.explained_epoch = ex, epoch
+        self.epoch_panel.set_image(image)
+        self.epoch_panel.set_explanation(ex)
+        self._show_map(ex.answer_map)
+
+    def _on_explain_failed(self, message: str) -> None:
+        self._explaining = False
+        if not self._load_failed:
+            self.epoch_panel.stream_text(f"No explanation: {message}")
+
+    def _on_step(self, k: int) -> None:
+        ex = self.explanation
+        if ex is not None:
+            self._show_map(ex.answer_map if k < 0 or k >= len(ex.step_maps) else ex.step_maps[k])
+
+    def _show_map(self, att: np.ndarray) -> None:
+        doc = self.w.doc
+        # The spectrogram strip's attention is folded into the EEG channel it was made from.
+        lanes = channel_attention(att, self.roles).merged()
+        start, length = window_span(self.w.epoch, doc.hypnogram.epoch_length)
+        self.w.signal_view.set_attention(start, length, lanes, self.opacity)
+
+    def set_attention_visible(self, on: bool) -> None:
+        self.attention_on = bool(on)
+        self.w.signal_view.set_attention_visible(self.attention_on)
+        self.epoch_panel.set_overlay_visible(self.attention_on)
+
+    def _on_opacity(self, value: float) -> None:
+        self.opacity = float(value)
+        if self.explanation is not None:
+            self._show_map(self.explanation.answer_map)
+
+    # ----------------------------------------------------------------- expert actions
+    def _accept(self, epochs: list[int]) -> int:
+        doc = self.w.doc
+        if doc is None or self.layer is None:
+            return 0
+        chosen = [e for e in epochs if self.layer.stage(e) is not None]
+        if not chosen:
+            self.w.statusBar().showMessage("The model has not staged this epoch yet.", 5000)
+            return 0
+        stages = [self.layer.stage(e) for e in chosen]
+        conf = self.layer.confidence()
+        detail = {"model": self.layer.model_name,
+                  "model_confidence": [round(float(conf[e]), 4) for e in chosen]}
+        changes = self.w._persisting(
+            lambda: doc.session.label(chosen, stages, source="accepted", detail=detail))
+        return len(changes or [])
+
+    def accept_current(self) -> None:
+        self._accept([self.w.epoch])
+        if self.w.auto_advance and self.w.epoch < self.w._n_epochs() - 1:
+            self.w.goto_epoch(self.w.epoch + 1)
+
+    def accept_page(self) -> None:
+        per = self.w._epochs_per_page()
+        first = (self.w.epoch // per) * per
+        n = self._accept(list(range(first, min(first + per, self.w._n_epochs()))))
+        self.w.statusBar().showMessage(f"Accepted the model's stage for {n} epochs.", 5000)
+
+    def goto_next_unsure(self) -> None:
+        if self.layer is None or self.w.doc is None:
+            return
+        conf = self.layer.confidence()
+        check = self.layer.done & ((conf < UNSURE_BELOW)
+                                   | self.layer.disagreements(list(self.w.doc.hypnogram.stages)))
+        n = len(check)
+        for k in range(1, n + 1):
+            i = (self.w.epoch + k) % n
+            if check[i]:
+                self.w.goto_epoch(i)
+                return
+        self.w.statusBar().showMessage("No epoch where the model is unsure or disagrees.", 5000)
+
+    def goto_next_review(self) -> None:
+        nxt = self.review_panel.next_epoch(self.w.epoch)
+        if nxt is None:
+            self.w.statusBar().showMessage("The review queue is done.", 5000)
+        else:
+            self.w.goto_epoch(nxt)
+
+    def shutdown(self) -> bool:
+        self._explain_timer.stop()
+        self._refresh_timer.stop()
+        # Long enough for a model load in progress (torch's first import takes seconds).
+        return self.worker.shutdown(timeout_ms=30000)

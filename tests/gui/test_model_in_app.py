@@ -1,0 +1,105 @@
+"""The model in the scoring window: staging run, overlays, accept, jump keys, queue, errors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from ..conftest import write_edf
+from .test_main_window import key
+
+
+@pytest.fixture
+def opened(window, tmp_path):
+    path = write_edf(tmp_path / "night.edf", duration_s=900.0)  # 30 epochs, unscored
+    assert window.open_file(path)
+    # Explanations are generated on demand here (E); automatic ones would only slow the run.
+    window.model.auto_explain = False
+    return window
+
+
+def stage_night(w, qtbot):
+    with qtbot.waitSignal(w.model.worker.runFinished, timeout=90000):
+        key(qtbot, w, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
+
+
+def test_staging_fills_the_model_layer_not_the_expert_labels(opened, qtbot):
+    w = opened
+    before = list(w.doc.hypnogram.stages)
+    stage_night(w, qtbot)
+    layer = w.model.layer
+    assert layer.n_done == 30 and list(w.doc.hypnogram.stages) == before
+    assert "epochs/s" in w.model.model_panel.progress_label.text()
+    assert w.hypnogram_view.model_layer is layer
+    assert len(w.model.review_panel.queue) == 30
+    assert w.model.epoch_panel.probs is not None  # the current epoch's probabilities shown
+
+
+def test_accept_is_an_undoable_logged_expert_action(opened, qtbot):
+    w = opened
+    stage_night(w, qtbot)
+    w.goto_epoch(4)
+    model_stage = w.model.layer.stage(4)
+    key(qtbot, w, Qt.Key.Key_M)
+    hyp = w.doc.hypnogram
+    assert hyp[4] == model_stage and hyp.provenance[4] == "accepted" and w.epoch == 5
+    audit = [json.loads(line) for line in w.doc.store.audit.path.read_text().splitlines()]
+    last = audit[-1]
+    assert last["source"] == "accepted" and last["epoch"] == 4 and "model" in last
+    key(qtbot, w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert hyp[4] == "UNS"
+
+
+def test_next_to_check_jumps_to_disagreement(opened, qtbot):
+    w = opened
+    stage_night(w, qtbot)
+    layer = w.model.layer
+    target = 12
+    other = next(s for s in ("W", "N2", "N3") if s != layer.stage(target))
+    w.doc.session.label([target], other)  # the expert disagrees with the model here
+    conf = layer.confidence()
+    w.goto_epoch(target - 1)
+    key(qtbot, w, Qt.Key.Key_N)
+    unsure_before = [i for i in range(target, target) if conf[i] < 0.6]
+    assert w.epoch == target or unsure_before
+    assert w.model.agreement_panel.isEnabled()
+
+
+def test_explain_shows_reasoning_and_attention_on_the_traces(opened, qtbot):
+    w = opened
+    w.goto_epoch(3)
+    with qtbot.waitSignal(w.model.worker.explained, timeout=90000):
+        key(qtbot, w, Qt.Key.Key_E)
+    panel = w.model.epoch_panel
+    assert panel.explanation is not None and panel.explanation.steps
+    assert panel.current_map is not None
+    rects = w.signal_view.attention_rects()
+    assert rects and all(0 <= r.left() <= 30 for r, _ in rects)  # on the page, epoch 3 = 90-120 s
+    key(qtbot, w, Qt.Key.Key_O)
+    assert not w.signal_view.attention_rects() and not w.model.attention_on
+    key(qtbot, w, Qt.Key.Key_O)
+    # Moving on clears the old explanation: no attention of another epoch is left behind.
+    key(qtbot, w, Qt.Key.Key_Right)
+    assert w.model.explanation is None and not w.signal_view.attention_rects()
+
+
+def test_bad_model_folder_is_a_clear_error(opened, qtbot, errors, tmp_path):
+    w = opened
+    bad = tmp_path / "broken-model"
+    bad.mkdir()
+    (bad / "MANIFEST.json").write_text(json.dumps({"format": 1, "files": {}}))
+    with qtbot.waitSignal(w.model.worker.modelFailed, timeout=90000):
+        w.model.model_panel.add_folder(str(bad))
+    assert errors and errors[-1][0] == "Model not loaded"
+
+
+def test_close_during_a_run_leaves_no_thread(window, qtbot, tmp_path):
+    path = write_edf(tmp_path / "long.edf", duration_s=3600.0)
+    assert window.open_file(path)
+    with qtbot.waitSignal(window.model.worker.progressed, timeout=90000):
+        key(qtbot, window, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
+    window.close()
+    assert not window.model.worker.running
+    assert np.isfinite(window.model.layer.proba).any()
