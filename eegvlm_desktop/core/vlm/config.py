@@ -21,6 +21,14 @@ FUSIONS: tuple[str, ...] = ("both", "clip", "enhance")
 ENHANCE_ARCHS: tuple[str, ...] = ("resnet18",)
 ENHANCE_LAYERS: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4")
 LM_ARCHS: tuple[str, ...] = ("qwen2", "llama")
+#: ``vision.arch`` of the ViT built from the config's own fields.
+CUSTOM_ARCH = "custom"
+#: peft ``LoraConfig`` arguments accepted in ``lm.lora``. Options that change how adapters
+#: merge (DoRA, LoRA biases, extra saved modules, trainable token rows) are left out, because
+#: a model folder holds the adapters merged into the base weights (see pretrained.py).
+LORA_KEYS: tuple[str, ...] = ("r", "lora_alpha", "lora_dropout", "target_modules", "bias",
+                              "use_rslora", "layers_to_transform", "rank_pattern",
+                              "alpha_pattern", "init_lora_weights", "fan_in_fan_out")
 PRESETS: tuple[str, ...] = ("tiny", "default", "fast")
 #: The renderer version this code was written against; the renderer owns the real constant.
 DEFAULT_RENDERER_VERSION = "1"
@@ -47,6 +55,15 @@ class VisionConfig:
         Transformer width, depth and attention heads (``width % heads == 0``).
     mlp_ratio : float
         Hidden size of each block's MLP relative to ``width``.
+    arch : str
+        ``'custom'``: the ViT is built from the fields above (the default, trained here).
+        Otherwise an open_clip model name (``open_clip.list_models()``, e.g. ``'ViT-B-16'``)
+        whose vision tower is a ViT for 224-px images; the geometry fields above are then
+        filled from that tower by :func:`eegvlm_desktop.core.vlm.factory.new_model`.
+    checkpoint : str
+        Local open_clip checkpoint the named tower was initialised from (provenance only):
+        it is read when a new model is built for training, never when a saved model folder
+        is loaded, since the folder's ``model.safetensors`` holds the trained weights.
     """
 
     image_size: int = 224
@@ -55,6 +72,9 @@ class VisionConfig:
     layers: int = 2
     heads: int = 2
     mlp_ratio: float = 4.0
+    # Appended after the original fields so configs written before them still load.
+    arch: str = CUSTOM_ARCH
+    checkpoint: str = ""
 
     def validate(self) -> None:
         for name in ("image_size", "patch_size", "width", "layers", "heads"):
@@ -69,6 +89,16 @@ class VisionConfig:
                 f"The 'vision.width' parameter ({self.width}) must be divisible by "
                 f"'vision.heads' ({self.heads})."
             )
+        # Whether a named arch exists is checked where open_clip is imported (pretrained.py):
+        # this module stays torch-free.
+        if not isinstance(self.arch, str) or not self.arch:
+            raise ValueError(f"The 'vision.arch' parameter must be {CUSTOM_ARCH!r} or an "
+                             f"open_clip model name, but got {self.arch!r}.")
+        if self.checkpoint and self.arch == CUSTOM_ARCH:
+            raise ValueError(
+                f"The 'vision.checkpoint' parameter ({self.checkpoint!r}) needs 'vision.arch' "
+                f"to name the open_clip architecture it was saved from, but 'vision.arch' is "
+                f"{CUSTOM_ARCH!r}.")
 
     @property
     def grid(self) -> int:
@@ -118,10 +148,27 @@ class EnhanceConfig:
 
 @dataclass
 class LMConfig:
-    """The causal language model (transformers Qwen2 or Llama) and its tokenizer-bound ids.
+    """The causal language model and its tokenizer-bound ids.
 
     ``vocab_size``, the special ids and ``stage_token_ids`` are 0 / empty until
     :meth:`VLMConfig.bind_tokenizer` fills them from the tokenizer.
+
+    Parameters
+    ----------
+    arch : str
+        ``'qwen2'`` or ``'llama'`` for an LM built from the fields below; with ``pretrained``
+        it is the transformers ``model_type`` of that LM (any causal LM).
+    pretrained : str
+        Local transformers model folder the LM (and its tokenizer) came from, or ``''`` for an
+        LM built from this config with a tokenizer trained here. Provenance only once the model
+        exists: a model folder rebuilds the LM from ``hf_config`` and its own weights.
+    lora : dict
+        peft ``LoraConfig`` arguments (``r``, ``lora_alpha``, ``lora_dropout``,
+        ``target_modules`` ...; see :data:`LORA_KEYS`) used for training a pretrained LM;
+        empty means full fine-tuning.
+    hf_config : dict
+        The pretrained LM's transformers config (``config.to_dict()``), filled when the model
+        is built, so that a model folder is self-contained.
     """
 
     arch: str = "qwen2"
@@ -136,17 +183,43 @@ class LMConfig:
     eos_id: int = -1
     pad_id: int = -1
     stage_token_ids: list[int] = field(default_factory=list)
+    # Appended after the original fields so configs written before them still load.
+    pretrained: str = ""
+    lora: dict[str, Any] = field(default_factory=dict)
+    hf_config: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
-        check_option("lm.arch", self.arch, LM_ARCHS)
-        for name in ("hidden_size", "layers", "heads", "kv_heads", "intermediate_size",
-                     "max_positions"):
-            _positive(f"lm.{name}", getattr(self, name))
-        if self.hidden_size % self.heads or self.heads % self.kv_heads:
-            raise ValueError(
-                f"'lm.hidden_size' ({self.hidden_size}) must be divisible by 'lm.heads' "
-                f"({self.heads}), and 'lm.heads' by 'lm.kv_heads' ({self.kv_heads})."
-            )
+        if self.pretrained:
+            # The sizes were copied from the pretrained LM's own config, which is the
+            # authority on its shape (e.g. heads * head_dim need not equal hidden_size).
+            for name in ("hidden_size", "max_positions"):
+                _positive(f"lm.{name}", getattr(self, name))
+        else:
+            check_option("lm.arch", self.arch, LM_ARCHS)
+            for name in ("hidden_size", "layers", "heads", "kv_heads", "intermediate_size",
+                         "max_positions"):
+                _positive(f"lm.{name}", getattr(self, name))
+            if self.hidden_size % self.heads or self.heads % self.kv_heads:
+                raise ValueError(
+                    f"'lm.hidden_size' ({self.hidden_size}) must be divisible by 'lm.heads' "
+                    f"({self.heads}), and 'lm.heads' by 'lm.kv_heads' ({self.kv_heads})."
+                )
+        self._validate_lora()
+
+    def _validate_lora(self) -> None:
+        if not isinstance(self.lora, dict):
+            raise ValueError(f"The 'lm.lora' parameter must be a dict of peft LoraConfig "
+                             f"arguments (empty = full fine-tuning), but got {self.lora!r}.")
+        if not self.lora:
+            return
+        if not self.pretrained:
+            raise ValueError("The 'lm.lora' parameter needs 'lm.pretrained': LoRA adapts a "
+                             "pretrained LM, while an LM built from the config trains fully.")
+        bad = sorted(set(self.lora) - set(LORA_KEYS))
+        if bad:
+            raise ValueError(f"Unknown 'lm.lora' keys {bad}; allowed keys are "
+                             f"{list(LORA_KEYS)}.")
+        _positive("lm.lora.r", self.lora.get("r", 8))
 
 
 @dataclass

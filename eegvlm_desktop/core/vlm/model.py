@@ -23,10 +23,11 @@ import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.transformer import VisionTransformer
 from torch import nn
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from eegvlm_desktop.core.vlm.config import VLMConfig
 from eegvlm_desktop.core.vlm.enhance import Projector, ResNet18Features
+from eegvlm_desktop.core.vlm.pretrained import (build_lm, build_vision_tower, check_lm,
+                                                check_vision_tower)
 from eegvlm_desktop.core.vlm.tokenizer import IGNORE_INDEX
 
 ImageInput = np.ndarray | torch.Tensor
@@ -54,25 +55,6 @@ class GenerationResult:
     stop_reason: str
 
 
-def _build_lm(cfg: VLMConfig) -> nn.Module:
-    lm = cfg.lm
-    kwargs = dict(
-        vocab_size=lm.vocab_size, hidden_size=lm.hidden_size,
-        intermediate_size=lm.intermediate_size, num_hidden_layers=lm.layers,
-        num_attention_heads=lm.heads, num_key_value_heads=lm.kv_heads,
-        max_position_embeddings=lm.max_positions, bos_token_id=lm.bos_id,
-        eos_token_id=lm.eos_id, pad_token_id=lm.pad_id,
-        # Untied: save_file refuses tensors that share memory, and the cost is small here.
-        tie_word_embeddings=False,
-    )
-    if lm.arch == "qwen2":
-        hf_cfg, cls = Qwen2Config(**kwargs), Qwen2ForCausalLM
-    else:
-        hf_cfg, cls = LlamaConfig(**kwargs), LlamaForCausalLM
-    # Eager attention: sdpa returns no attention weights, and attention maps are a feature.
-    return cls._from_config(hf_cfg, attn_implementation="eager")
-
-
 class EEGVLM(nn.Module):
     """The EEG vision-language model.
 
@@ -80,13 +62,18 @@ class EEGVLM(nn.Module):
     ----------
     config : VLMConfig
         A validated config bound to its tokenizer (:meth:`VLMConfig.bind_tokenizer`).
+    visual, lm : optional
+        Ready towers of the config's shape (``factory.new_model`` passes a checkpoint-initialised
+        ViT and a pretrained LM); by default both are built from the config with random weights,
+        which is what ``load_model`` wants before loading the saved ones.
 
     Notes
     -----
     Call ``model.eval()`` before inference: the enhancement CNN has BatchNorm layers.
     """
 
-    def __init__(self, config: VLMConfig) -> None:
+    def __init__(self, config: VLMConfig, *, visual: VisionTransformer | None = None,
+                 lm: nn.Module | None = None) -> None:
         super().__init__()
         config.validate()
         if not config.is_bound:
@@ -97,12 +84,13 @@ class EEGVLM(nn.Module):
         ph = config.projector_hidden or hidden
         self.use_clip = config.fusion in ("both", "clip")
         self.use_enhance = config.fusion in ("both", "enhance")
+        if visual is not None and not self.use_clip:
+            raise ValueError("The 'visual' parameter was given, but fusion='enhance' uses no ViT.")
         self.visual: VisionTransformer | None = None
         self.enhance: ResNet18Features | None = None
         if self.use_clip:
-            self.visual = VisionTransformer(
-                image_size=v.image_size, patch_size=v.patch_size, width=v.width,
-                layers=v.layers, heads=v.heads, mlp_ratio=v.mlp_ratio, output_dim=v.width)
+            self.visual = visual if visual is not None else build_vision_tower(v)
+            check_vision_tower(self.visual, v)
             # Blocks after the feature layer, the final norm and the CLIP head are never used.
             self.visual.prune_intermediate_layers([config.feature_layer_index],
                                                   prune_norm=True, prune_head=True)
@@ -112,7 +100,8 @@ class EEGVLM(nn.Module):
             self.high_proj = nn.ModuleDict({
                 name: Projector(config.enhance.channels(name), ph, hidden)
                 for name in config.enhance.layers})
-        self.lm = _build_lm(config)
+        self.lm = lm if lm is not None else build_lm(config.lm)
+        check_lm(self.lm, config.lm)
         self.n_high = config.enhance.n_tokens if self.use_enhance else 0
         self.n_patches = v.grid ** 2 if self.use_clip else 0
         self.register_buffer("pixel_mean", torch.tensor(OPENAI_DATASET_MEAN).view(1, 3, 1, 1),

@@ -6,6 +6,9 @@ punctuation isolation (``Stage:`` -> ``▁Stage`` ``:``). Every stage name must 
 repeats the stage names often enough that BPE always learns those merges, and
 :func:`stage_token_ids` checks it.
 
+A pretrained LM brings its own tokenizer instead (:func:`prepare_pretrained_tokenizer` makes its
+stage names single tokens and fills missing special tokens).
+
 The tokenizer lives in its own folder and is loaded with ``PreTrainedTokenizerFast`` — not
 ``AutoTokenizer``, which picks a Qwen2 tokenizer with different ids when a Qwen2 ``config.json``
 is nearby (see shared/design/environment.md).
@@ -16,7 +19,7 @@ import string
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from eegvlm_desktop.core.stages import STAGES
@@ -95,6 +98,67 @@ def stage_token_ids(tokenizer: PreTrainedTokenizerFast, stages: Sequence[str] = 
             )
         ids.append(int(enc[0]))
     return ids
+
+
+def add_stage_tokens(tokenizer: PreTrainedTokenizerFast, stages: Sequence[str] = STAGES
+                     ) -> list[str]:
+    """Make every stage name, as it follows a space, one token of a pretrained tokenizer.
+
+    Why: the direct-answer head reads the next-token logits of exactly one token per stage
+    after ``Stage:``. Pretrained tokenizers usually split ``N1`` (Qwen2: ``ĠN`` ``1``), and the
+    shared first piece would make N1, N2 and N3 indistinguishable from those logits. Each
+    missing name is added with its leading space (``" N1"``): added tokens are matched on the
+    raw text before pre-tokenisation, so ``"Stage: N1"`` gives that single token and decodes
+    back with its space; ``single_word`` keeps ``" N1"`` from matching inside ``" N12"``.
+    The caller grows the LM's embeddings if the vocabulary outgrows them.
+
+    Returns
+    -------
+    list of str
+        The tokens added (empty when every stage name was already one token).
+
+    Raises
+    ------
+    ValueError
+        If a stage name is still not a single token afterwards.
+    """
+    missing = [s for s in stages
+               if len(tokenizer.encode(" " + s, add_special_tokens=False)) != 1]
+    added = [" " + s for s in missing]
+    if added:
+        tokenizer.add_tokens([AddedToken(t, single_word=True, normalized=False) for t in added])
+    stage_token_ids(tokenizer, stages)
+    return added
+
+
+def prepare_pretrained_tokenizer(tokenizer: PreTrainedTokenizerFast,
+                                 stages: Sequence[str] = STAGES) -> list[str]:
+    """Adapt a pretrained LM's tokenizer in place to what the model needs.
+
+    * stage names become single tokens (:func:`add_stage_tokens`);
+    * a missing BOS becomes the EOS token (Qwen2 has none; GPT-2 uses its end-of-text token
+      both ways, the document separator the LM saw in pretraining), since every prompt
+      starts with BOS (:func:`encode_prompt`);
+    * a missing pad token becomes EOS too (padded positions are masked, so which id is moot).
+
+    Returns
+    -------
+    list of str
+        The tokens added.
+
+    Raises
+    ------
+    ValueError
+        If the tokenizer has no EOS token or a stage name cannot become one token.
+    """
+    if tokenizer.eos_token is None:
+        raise ValueError("The pretrained tokenizer has no EOS token, which generation needs to "
+                         "stop; choose an LM folder whose tokenizer defines one.")
+    if tokenizer.bos_token is None:
+        tokenizer.bos_token = tokenizer.eos_token
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return add_stage_tokens(tokenizer, stages)
 
 
 def encode_prompt(tokenizer: PreTrainedTokenizerFast, text: str) -> list[int]:

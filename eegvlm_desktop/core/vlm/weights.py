@@ -2,8 +2,11 @@
 
 Folder layout::
 
-    model.safetensors      state dict (safetensors only: loading never runs pickled code)
-    config.json            VLMConfig
+    model.safetensors      state dict (safetensors only: loading never runs pickled code);
+                           LoRA adapters merged in, tied weights stored once
+    config.json            VLMConfig (for a pretrained LM it embeds that LM's transformers
+                           config, so neither the original LM folder nor the original vision
+                           checkpoint is needed to load)
     tokenizer/             PreTrainedTokenizerFast files (its own folder, see tokenizer.py)
     MANIFEST.json          sha256 of every file above, renderer version, channels, stages,
                            parameter count and the model card
@@ -25,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from eegvlm_desktop.core.errors import EEGVLMError
 from eegvlm_desktop.core.vlm.config import VLMConfig
 from eegvlm_desktop.core.vlm.model import EEGVLM
+from eegvlm_desktop.core.vlm.pretrained import merged_state_dict
 from eegvlm_desktop.core.vlm.tokenizer import load_tokenizer, save_tokenizer, stage_token_ids
 
 WEIGHTS_FILE = "model.safetensors"
@@ -44,6 +48,27 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def tied_keys(state: dict[str, torch.Tensor]) -> set[str]:
+    """Keys whose tensor is the same memory as an earlier key's (tied embeddings).
+
+    save_file refuses shared tensors; storing each once is enough, because the rebuilt model
+    ties them again, so loading the first key fills both. Anything that writes a state dict
+    with safetensors (e.g. training checkpoints) can leave these keys out the same way and
+    accept them as missing with ``load_state_dict(strict=False)``.
+    """
+    seen: set[tuple] = set()
+    tied = set()
+    for key, t in state.items():
+        if t.numel() == 0:  # empty tensors may share a null pointer without being tied
+            continue
+        ident = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape),
+                 tuple(t.stride()))
+        if ident in seen:
+            tied.add(key)
+        seen.add(ident)
+    return tied
 
 
 def save_model(model: EEGVLM, tokenizer: Any, folder: str | Path, card: dict[str, Any]
@@ -73,19 +98,26 @@ def save_model(model: EEGVLM, tokenizer: Any, folder: str | Path, card: dict[str
         raise ValueError("The 'tokenizer' parameter does not match the model (its stage token "
                          "ids differ from the config's): save the tokenizer the model was "
                          "built with.")
+    state = merged_state_dict(model)
+    tied = tied_keys(state)
     # contiguous(): save_file refuses views; cpu(): the file must load on any machine.
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items() if k not in tied}
     save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
     (folder / CONFIG_FILE).write_text(cfg.to_json(), encoding="utf-8")
-    tok_files = save_tokenizer(tokenizer, folder / TOKENIZER_DIR)
+    save_tokenizer(tokenizer, folder / TOKENIZER_DIR)
+    # Every file of tokenizer/ (not only those save_pretrained reports), so nothing in the
+    # folder that loading reads escapes the checksums.
+    tok_files = [p for p in (folder / TOKENIZER_DIR).rglob("*") if p.is_file()]
     files = [folder / WEIGHTS_FILE, folder / CONFIG_FILE] + tok_files
+    # The saved model's size: LoRA adapters are merged into the weights they adapt.
+    n_parameters = sum(p.numel() for n, p in model.named_parameters() if ".lora_" not in n)
     manifest = {
         "format": MANIFEST_FORMAT,
         "files": {p.relative_to(folder).as_posix(): _sha256(p) for p in sorted(files)},
         "renderer_version": cfg.renderer_version,
         "channels": list(cfg.channels),
         "stages": list(cfg.stages),
-        "n_parameters": model.n_parameters(),
+        "n_parameters": n_parameters,
         "card": card,
     }
     path = folder / MANIFEST_FILE
@@ -167,7 +199,10 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu",
             "fine-tune this one on newly rendered images.")
     try:
         tokenizer = load_tokenizer(folder / TOKENIZER_DIR)
-        ok = (len(tokenizer) == cfg.lm.vocab_size
+        # A pretrained LM's embeddings may have more rows than its tokenizer has tokens
+        # (Qwen2 pads them to a multiple of 64 or more).
+        n_tok = len(tokenizer)
+        ok = ((n_tok <= cfg.lm.vocab_size if cfg.lm.pretrained else n_tok == cfg.lm.vocab_size)
               and stage_token_ids(tokenizer, cfg.stages) == cfg.lm.stage_token_ids)
     except (OSError, ValueError) as err:
         raise ModelFolderError(f"The tokenizer in model folder '{folder}' cannot be loaded "
@@ -181,9 +216,18 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu",
     except (SafetensorError, OSError) as err:
         raise ModelFolderError(f"{WEIGHTS_FILE} in model folder '{folder}' cannot be read "
                                f"({err}). Copy the folder again or re-export.") from err
-    model = EEGVLM(cfg)
     try:
-        model.load_state_dict(state, strict=True)
+        model = EEGVLM(cfg)
+    except ValueError as err:  # includes PretrainedError (e.g. an arch this open_clip lacks)
+        raise ModelFolderError(f"The model in folder '{folder}' cannot be rebuilt from its "
+                               f"{CONFIG_FILE}: {err}") from err
+    try:
+        # Tied weights were stored once (see tied_keys); any other gap is an error.
+        result = model.load_state_dict(state, strict=False)
+        missing = set(result.missing_keys) - tied_keys(model.state_dict())
+        if missing or result.unexpected_keys:
+            raise RuntimeError(f"missing keys {sorted(missing)[:10]}, unexpected keys "
+                               f"{sorted(result.unexpected_keys)[:10]}")
     except RuntimeError as err:  # missing/unexpected keys and shape mismatches
         raise ModelFolderError(
             f"The weights in model folder '{folder}' do not fit its config.json (keys or "
