@@ -13,26 +13,82 @@ from pathlib import Path
 from .core.errors import EEGVLMError
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def add_parsers(sub) -> None:
     """Register the model subcommands on the CLI's subparsers."""
     t = sub.add_parser("train", help="train a model on scored nights")
-    t.add_argument("--data", nargs="+", required=True, metavar="PSG:HYPNOGRAM",
-                   help="recording and hypnogram pairs, joined by ':'")
+    t.add_argument("--data", nargs="+", required=True, metavar="PSG:HYPNOGRAM|FOLDER",
+                   help="recording and hypnogram pairs joined by ':', or folders: every "
+                   "recording in a folder with a hypnogram beside it (NAME-Hypnogram.*, "
+                   "NAME_hypnogram.*, Sleep-EDF's SC4001E0-PSG.edf + SC4001EC-Hypnogram.edf)")
     t.add_argument("--out", required=True, help="model folder to write (model_weights/<name>)")
     t.add_argument("--preset", default="fast", choices=("tiny", "default", "fast"))
     t.add_argument("--fusion", default="both", choices=("both", "clip", "enhance"))
-    t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--epochs", type=_positive_int, default=30)
+    t.add_argument("--batch-size", type=_positive_int, default=32)
     t.add_argument("--lr", type=float, default=3e-4)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    t.add_argument("--checkpoint-dir", help="where a checkpoint is written after every epoch "
+                   "(default: <out>.checkpoints beside the model folder)")
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoint (same "
+                   "data and settings; --epochs may be raised); starts afresh if there is none")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     e = sub.add_parser("evaluate", help="measure a model against the expert (JSON)")
     e.add_argument("--model", required=True, help="model folder")
     e.add_argument("--data", required=True, metavar="PSG:HYPNOGRAM")
     e.add_argument("--cv", help="blocks:K = blocked K-fold inside the night, retraining the "
                    "model's architecture and settings on each fold (use a GPU)")
+    e.add_argument("--folds", help="with --cv: run only these folds, e.g. 0,2 (0-based, in "
+                   "time order); metrics then cover those folds' epochs only")
+    e.add_argument("--epochs", type=_positive_int, help="with --cv: train each fold for this "
+                   "many epochs instead of the model card's (marked in the JSON as "
+                   "settings_differ_from_card)")
     e.add_argument("--device", default="auto")
     e.add_argument("--yasa", action="store_true", help="also score YASA on the same epochs")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+class _ProgressBar:
+    """A tqdm bar on stderr fed by the training ``progress`` callback; stdout stays JSON."""
+
+    def __init__(self, enabled: bool, desc: str) -> None:
+        self.enabled, self.desc, self.bar = enabled, desc, None
+
+    def __call__(self, done: int, total: int, info: dict) -> None:
+        if not self.enabled:
+            return
+        post = {"epoch": info.get("epoch"), "loss": f"{info.get('loss', float('nan')):.3f}"}
+        if "fold" in info:
+            post = {"fold": info["fold"], **post}
+        if self.bar is None:
+            from tqdm import tqdm
+
+            # Made at the first step with initial=done: a resumed run starts where it left
+            # off, and the time left is estimated from the steps of this run only.
+            self.bar = tqdm(total=total, initial=done, desc=self.desc, unit="step",
+                            file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+            self.bar.set_postfix(post)
+        else:
+            self.bar.set_postfix(post, refresh=False)
+            self.bar.update(done - self.bar.n)
+
+    def echo(self, line: str) -> None:
+        """Print a stdout line without tearing the bar."""
+        if self.bar is None:
+            print(line, flush=True)
+        else:
+            self.bar.write(line, file=sys.stdout)
+            sys.stdout.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -42,30 +98,92 @@ def _pair(text: str) -> tuple[str, str]:
     return psg, hyp
 
 
+def _folder_pairs(folder: Path) -> list[tuple[str, str]]:
+    """Every recording in ``folder`` that has a hypnogram beside it, in name order."""
+    from .core.document import find_sibling_hypnogram
+    from .core.recording import SUPPORTED_FORMATS
+
+    found, lonely = [], []
+    for path in sorted(folder.iterdir()):
+        name = path.name.lower()
+        # Sleep-EDF hypnograms are EDF files too: they must not count as recordings.
+        if (not path.is_file() or "hypnogram" in name
+                or not any(name.endswith(ext) for ext in SUPPORTED_FORMATS)):
+            continue
+        hyp = find_sibling_hypnogram(path)
+        (found if hyp is not None else lonely).append((path, hyp))
+    hyps = {h for _, h in found}
+    pairs = [(str(p), str(h)) for p, h in found if p not in hyps]
+    if not pairs:
+        raise EEGVLMError(
+            f"--data: the folder '{folder}' holds no recording with a matching hypnogram. "
+            "Allowed: recordings (" + ", ".join(SUPPORTED_FORMATS) + ") each with "
+            "'NAME-Hypnogram.*' or 'NAME_hypnogram.*' beside them (or Sleep-EDF's "
+            "SC4001E0-PSG.edf with SC4001EC-Hypnogram.edf); found "
+            f"{len(lonely)} recording(s) without one"
+            + (": " + ", ".join(p.name for p, _ in lonely[:5]) if lonely else "") + ".")
+    return pairs
+
+
+def _data_pairs(items: list[str]) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for item in items:
+        pairs += _folder_pairs(Path(item)) if Path(item).is_dir() else [_pair(item)]
+    return pairs
+
+
+def _parse_folds(text: str, k: int) -> list[int]:
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() for p in parts) or len(set(map(int, parts))) != len(parts) \
+            or not all(int(p) < k for p in parts):
+        raise EEGVLMError(f"--folds expects distinct fold numbers from 0 to {k - 1} joined by "
+                          f"',' (e.g. 0,2), got {text!r}.")
+    return sorted(int(p) for p in parts)
+
+
 def run(args: argparse.Namespace) -> int:
     """Dispatch ``train`` / ``evaluate``; errors for users are raised as EEGVLMError."""
     return _train(args) if args.command == "train" else _evaluate(args)
 
 
 def _train(args) -> int:
+    from .core.checkpoint import POINTER_FILE, peek_checkpoint
     from .core.dataset import build_night, concat
     from .core.training import TrainSettings, train, write_log
     from .core.vlm.weights import save_model
 
-    nights = [build_night(*_pair(d)) for d in args.data]
-    data = concat(nights)
+    pairs = _data_pairs(args.data)
+    data = concat([build_night(psg, hyp) for psg, hyp in pairs])
     settings = TrainSettings(preset=args.preset, fusion=args.fusion, epochs=args.epochs,
                              batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     out = Path(args.out)
-    log = write_log(out.parent / f"{out.name}-train-log.jsonl")
+    ckpt_dir = Path(args.checkpoint_dir or out.parent / f"{out.name}.checkpoints")
+    pointer = peek_checkpoint(ckpt_dir) if args.resume else None
+    resumed = int(pointer["epoch"]) if pointer else 0
+    if args.resume:
+        print(f"eegvlm: resuming after epoch {resumed} from {ckpt_dir}" if pointer else
+              f"eegvlm: no checkpoint in {ckpt_dir}, starting afresh", file=sys.stderr)
+    elif (ckpt_dir / POINTER_FILE).exists():
+        print(f"eegvlm: the checkpoint in {ckpt_dir} will be replaced after the first epoch "
+              "(use --resume to continue it instead)", file=sys.stderr)
+    bar = _ProgressBar(not args.no_progress, "train")
+    log = write_log(out.parent / f"{out.name}-train-log.jsonl", echo=bar.echo)
     t0 = time.perf_counter()
-    model, tok, history = train(data, settings, args.device, log=log)
+    try:
+        model, tok, history = train(data, settings, args.device, log=log,
+                                    checkpoint_dir=ckpt_dir, resume=args.resume,
+                                    progress=bar)
+    finally:
+        bar.close()
     card = {"name": out.name, "training_data": data.meta, "n_examples": len(data),
             "training": {"settings": settings.to_dict(), "history": history,
+                         "resumed_from_epoch": resumed,
                          "seconds": round(time.perf_counter() - t0, 1)},
             "metrics": None}
     save_model(model.cpu(), tok, out, card)
-    print(json.dumps({"model": str(out), "examples": len(data), "final": history[-1]}))
+    print(json.dumps({"model": str(out), "examples": len(data), "recordings": len(pairs),
+                      "final": history[-1], "checkpoint_dir": str(ckpt_dir),
+                      "resumed_from_epoch": resumed}), flush=True)
     return 0
 
 
@@ -74,31 +192,55 @@ def _evaluate(args) -> int:
 
     from .core.dataset import build_night
     from .core.metrics import stage_metrics
-    from .core.protocol import PROTOCOL_TEXT
+    from .core.protocol import PROTOCOL_TEXT, block_folds
+    from .core.rendering import RENDERER_VERSION
     from .core.stages import STAGES
     from .core.training import TrainSettings, cross_validate, pick_device, predict_probs
     from .core.vlm.weights import load_model, read_manifest
 
-    from .core.rendering import RENDERER_VERSION
-
+    for flag, value in (("--folds", args.folds), ("--epochs", args.epochs)):
+        if value is not None and not args.cv:
+            raise EEGVLMError(f"{flag} only applies to cross-validation: add --cv blocks:K, "
+                              f"or drop {flag} (got {flag} {value}).")
     psg, hyp = _pair(args.data)
     manifest = read_manifest(args.model)
     data = build_night(psg, hyp)
     result = {"model": str(args.model), "recording": Path(psg).name, "epochs": len(data),
               "protocol": PROTOCOL_TEXT, "channel_roles": data.meta["channel_roles"],
               "label_mapping": data.meta["label_mapping"]}
+    evaluated = np.arange(len(data))
     if args.cv:
-        kind, _, k = args.cv.partition(":")
-        if kind != "blocks" or not k.isdigit():
-            raise EEGVLMError(f"--cv expects blocks:K (e.g. blocks:5), got {args.cv!r}.")
+        kind, _, k_text = args.cv.partition(":")
+        if kind != "blocks" or not k_text.isdigit() or not 2 <= int(k_text) <= len(data):
+            raise EEGVLMError(f"--cv expects blocks:K with K from 2 to the night's {len(data)} "
+                              f"scored epochs (e.g. blocks:5), got {args.cv!r}.")
+        k = int(k_text)
+        folds = _parse_folds(args.folds, k) if args.folds else list(range(k))
         card = manifest.get("card") or {}
         saved = (card.get("training") or {}).get("settings") or {}
         settings = TrainSettings(**{k2: v for k2, v in saved.items()
                                     if k2 in TrainSettings.__dataclass_fields__})
-        probs = cross_validate(data, int(k), settings, args.device)
-        result["split"] = (f"blocked {k}-fold cross-validation inside the night; every epoch "
-                           "predicted by a model (this architecture and settings, trained "
-                           "from scratch) that never saw its block")
+        differ = args.epochs is not None and args.epochs != settings.epochs
+        if args.epochs is not None:
+            settings.epochs = args.epochs
+        bar = _ProgressBar(not args.no_progress, "cv")
+        try:
+            probs = cross_validate(data, k, settings, args.device, progress=bar, folds=folds)
+        finally:
+            bar.close()
+        splits = block_folds(np.arange(len(data)), k)
+        evaluated = np.sort(np.concatenate([splits[f][1] for f in folds]))
+        which = (f"all {k} folds ran" if len(folds) == k else
+                 f"ONLY folds {', '.join(map(str, folds))} of {k} ran (0-based, in time "
+                 f"order), so the metrics cover the {len(evaluated)} epochs of their blocks, "
+                 "not the whole night")
+        result["split"] = (f"blocked {k}-fold cross-validation inside the night; {which}; "
+                           "every epoch predicted by a model (this architecture and "
+                           "settings, trained from scratch) that never saw its block")
+        result["folds"] = folds
+        result["k"] = k
+        result["settings_differ_from_card"] = differ
+        result["training_settings"] = settings.to_dict()
         result["device"] = str(pick_device(args.device))
     else:
         model, _, _ = load_model(args.model, str(pick_device(args.device)),
@@ -110,8 +252,16 @@ def _evaluate(args) -> int:
                            else "TRAINING DATA: this recording was used to train the model, "
                                 "so this is not an honest accuracy; use --cv blocks:K")
         result["held_out"] = held_out
-    pred = [STAGES[i] for i in np.asarray(probs).argmax(1)]
-    result["eegvlm"] = stage_metrics(data.stages, pred)
+    pred = np.array(STAGES)[np.nan_to_num(np.asarray(probs)).argmax(1)]
+    result["eegvlm"] = stage_metrics([data.stages[i] for i in evaluated], pred[evaluated])
+    if args.cv:
+        result["per_fold"] = []
+        for f in folds:
+            te = splits[f][1]
+            result["per_fold"].append(
+                {"fold": f, "epochs": len(te), "first_epoch": int(data.epochs[te[0]]),
+                 "last_epoch": int(data.epochs[te[-1]]),
+                 "eegvlm": stage_metrics([data.stages[i] for i in te], pred[te])})
     if args.yasa:
         from .core.hypnogram_io import read_hypnogram
         from .core.recording import read_recording
@@ -120,7 +270,8 @@ def _evaluate(args) -> int:
         rec = read_recording(psg)
         h = read_hypnogram(hyp, recording_start=rec.meas_date,
                            recording_duration=rec.duration).hypnogram
-        result["yasa"] = compare_with_yasa(rec, h, data.epochs)
+        # Same epochs as the model's numbers (with --folds, YASA runs on their span only).
+        result["yasa"] = compare_with_yasa(rec, h, data.epochs[evaluated])
     json.dump(result, sys.stdout, indent=2)
     print()
     return 0

@@ -3,6 +3,8 @@
 Training optimises, jointly, the reasoning LM loss (the chain of thought ending in the
 expert stage), the multi-level alignment loss and the direct-answer loss that powers the
 fast whole-night pass (``EEGVLM.forward``). Weights are written only as safetensors.
+With a checkpoint folder, every epoch is checkpointed (:mod:`.checkpoint`) and a killed or
+stopped run resumes where its last complete epoch ended.
 """
 from __future__ import annotations
 
@@ -12,11 +14,12 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
+from .checkpoint import data_fingerprint, load_checkpoint, save_checkpoint
 from .cot import PROMPT
 from .dataset import NightData
 from .stages import STAGES
@@ -70,17 +73,61 @@ def _batches(n: int, stages: np.ndarray, settings: TrainSettings,
     return [order[i:i + settings.batch_size] for i in range(0, n, settings.batch_size)]
 
 
+Progress = Callable[[int, int, dict], None]
+
+
 def train(data: NightData, settings: TrainSettings, device: str = "auto",
           log: Callable[[dict], None] | None = None,
-          should_stop: Callable[[], bool] | None = None):
-    """Train a new model on ``data``; returns ``(model, tokenizer, history)``.
+          should_stop: Callable[[], bool] | None = None,
+          checkpoint_dir: str | Path | None = None, resume: bool = False,
+          progress: Progress | None = None):
+    """Train a new model on ``data``, or resume one; returns ``(model, tokenizer, history)``.
 
     The tokenizer is trained on the prompt and the reasoning targets, so the vocabulary is
     exactly the words the model has to write.
+
+    Parameters
+    ----------
+    data : NightData
+        The training examples.
+    settings : TrainSettings
+        Hyper-parameters.
+    device : str
+        'auto' (CUDA when present), 'cpu' or 'cuda'.
+    log : callable, optional
+        Called with one dict per completed epoch (losses, epoch, cumulative seconds).
+    should_stop : callable, optional
+        Polled before every step; True ends training at once (the partial epoch is not
+        checkpointed, so the last checkpoint is the last *complete* epoch).
+    checkpoint_dir : str or Path, optional
+        Where a checkpoint is written after every epoch (see :mod:`.checkpoint`).
+    resume : bool
+        Continue from the checkpoint in ``checkpoint_dir`` when there is one (else start
+        afresh). Every setting but ``epochs`` must match the checkpoint's, and the data
+        must be the same. Resuming with the same ``epochs`` reproduces an uninterrupted run
+        bit for bit on CPU; with more epochs the LR schedule is stretched to the new total
+        from the resumed step on.
+    progress : callable, optional
+        ``progress(done_steps, total_steps, {"epoch": e, "loss": x})`` after every optimizer
+        step; ``done_steps`` counts the steps of the resumed epochs too.
+
+    Raises
+    ------
+    CheckpointError
+        ``resume`` with a checkpoint that is corrupt, incomplete, or made with other
+        settings or data.
     """
     _seed(settings.seed)
     dev = pick_device(device)
-    tok = train_tokenizer([PROMPT] + data.answers)
+    ckpt, fingerprint = None, None
+    if checkpoint_dir is not None:
+        fingerprint = data_fingerprint(data.images, data.stages, data.answers)
+        if resume:
+            ckpt = load_checkpoint(checkpoint_dir)
+            if ckpt is not None:
+                ckpt.check(settings.to_dict(), fingerprint)
+    # Resuming keeps the checkpoint's tokenizer: retraining one could renumber the vocabulary.
+    tok = ckpt.tokenizer if ckpt is not None else train_tokenizer([PROMPT] + data.answers)
     cfg = VLMConfig.preset(settings.preset)
     cfg.fusion = settings.fusion
     cfg = cfg.bind_tokenizer(tok)
@@ -95,10 +142,17 @@ def train(data: NightData, settings: TrainSettings, device: str = "auto",
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / max(1, total // 20))
         * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
-    history = []
+    history: list[dict] = []
+    if ckpt is not None:
+        # After _seed and model building on purpose: the checkpoint's RNG states win.
+        ckpt.restore(model, opt, sched, rng)
+        history = ckpt.history
+    first = len(history)
+    done = first * steps_per_epoch
+    seconds0 = history[-1]["seconds"] if history else 0.0
     use_amp = dev.type == "cuda"
     t0 = time.perf_counter()
-    for epoch in range(settings.epochs):
+    for epoch in range(first, settings.epochs):
         model.train()
         sums = np.zeros(4)
         for batch in _batches(len(data), stages, settings, rng):
@@ -115,12 +169,22 @@ def train(data: NightData, settings: TrainSettings, device: str = "auto",
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
-            sums += [out.loss.item(), out.lm_loss.item(), out.align_loss.item(),
-                     out.direct_loss.item()]
+            losses = [out.loss.item(), out.lm_loss.item(), out.align_loss.item(),
+                      out.direct_loss.item()]
+            sums += losses
+            done += 1
+            if progress is not None:
+                progress(done, total, {"epoch": epoch + 1, "loss": round(losses[0], 4)})
         row = dict(zip(("loss", "lm_loss", "align_loss", "direct_loss"),
                        (sums / steps_per_epoch).round(4).tolist()))
-        row.update(epoch=epoch + 1, seconds=round(time.perf_counter() - t0, 1))
+        row.update(epoch=epoch + 1, seconds=round(seconds0 + time.perf_counter() - t0, 1))
         history.append(row)
+        if checkpoint_dir is not None:
+            # Before log(): a logged epoch is always one a resume can start after.
+            save_checkpoint(checkpoint_dir, epoch=epoch + 1, model=model, optimizer=opt,
+                            scheduler=sched, tokenizer=tok, batch_rng=rng,
+                            settings=settings.to_dict(), history=history,
+                            data_sha256=fingerprint)
         if log is not None:
             log(row)
     return model.eval(), tok, history
@@ -136,31 +200,83 @@ def predict_probs(model: EEGVLM, images: np.ndarray, batch_size: int = 32) -> np
 
 
 def cross_validate(data: NightData, k: int, settings: TrainSettings, device: str = "auto",
-                   log: Callable[[dict], None] | None = None) -> np.ndarray:
+                   log: Callable[[dict], None] | None = None,
+                   progress: Progress | None = None,
+                   folds: Sequence[int] | None = None) -> np.ndarray:
     """Blocked K-fold: every epoch is predicted by a model that never saw its block.
 
-    Returns the out-of-fold probabilities ``(n, 5)`` in the order of ``data``.
+    Parameters
+    ----------
+    data : NightData
+        The examples, in time order.
+    k : int
+        Number of contiguous blocks (see :func:`~.protocol.block_folds`).
+    settings : TrainSettings
+        Training settings of every fold's model.
+    device : str
+        'auto', 'cpu' or 'cuda'.
+    log : callable, optional
+        Receives each fold's epoch rows with a ``fold`` key added.
+    progress : callable, optional
+        ``progress(done, total, info)`` after every step, counted over all the folds that
+        run (``info`` has ``fold`` too).
+    folds : sequence of int, optional
+        Run only these folds (0-based, in time order); default all ``k``.
+
+    Returns
+    -------
+    ndarray
+        Out-of-fold probabilities ``(n, 5)`` in the order of ``data``; rows of folds that
+        were not run are NaN.
+
+    Raises
+    ------
+    ValueError
+        ``k`` out of range, or ``folds`` not distinct integers from 0 to k-1.
     """
     from .protocol import block_folds
 
-    probs = np.zeros((len(data), len(STAGES)))
-    for fold, (tr, te) in enumerate(block_folds(np.arange(len(data)), k)):
-        model, _, _ = train(data.subset(tr), settings, device,
+    splits = block_folds(np.arange(len(data)), k)
+    run = list(range(k)) if folds is None else list(folds)
+    if (not run or len(set(run)) != len(run)
+            or any(isinstance(f, bool) or not isinstance(f, (int, np.integer))
+                   or not 0 <= f < k for f in run)):
+        raise ValueError("Invalid value for the 'folds' parameter: it must list distinct "
+                         f"fold numbers from 0 to {k - 1}, but got {folds!r}.")
+    steps = [settings.epochs * math.ceil(len(splits[f][0]) / settings.batch_size)
+             for f in run]
+    probs = np.full((len(data), len(STAGES)), np.nan)
+    offset = 0
+    for fold, n_steps in zip(run, steps):
+        tr, te = splits[fold]
+        prog = (lambda done, _, info, f=fold, o=offset:
+                progress(o + done, sum(steps), {"fold": f, **info})) if progress else None
+        model, _, _ = train(data.subset(tr), settings, device, progress=prog,
                             log=(lambda row, f=fold: log({"fold": f, **row})) if log else None)
         probs[te] = predict_probs(model, data.images[te])
+        offset += n_steps
         del model
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     return probs
 
 
-def write_log(path: Path) -> Callable[[dict], None]:
-    """A logger that appends JSON lines to ``path`` and prints them."""
+def write_log(path: Path, echo: Callable[[str], None] | None = None
+              ) -> Callable[[dict], None]:
+    """A logger that appends JSON lines to ``path`` and echoes them.
+
+    ``echo`` receives each line (default: print to stdout); the CLI passes one that keeps
+    its progress bar intact.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
 
     def log(row: dict) -> None:
+        line = json.dumps(row)
         with path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-        print(json.dumps(row), flush=True)
+            f.write(line + "\n")
+        if echo is None:
+            print(line, flush=True)
+        else:
+            echo(line)
 
     return log

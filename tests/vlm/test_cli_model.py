@@ -5,7 +5,11 @@ import json
 import subprocess
 import sys
 
+from eegvlm_desktop.cli import main
+from eegvlm_desktop.core.training import TrainSettings
 from tests.conftest import write_edf
+
+STAGES = ["W"] * 4 + ["N1", "N2", "N2", "N3", "N3", "N2", "R", "R", "N2", "N2"] + ["W"] * 6
 
 
 def run(*args):
@@ -13,16 +17,29 @@ def run(*args):
                           capture_output=True, text=True, timeout=300)
 
 
-def test_train_then_evaluate_flags_training_data(tmp_path):
-    psg = write_edf(tmp_path / "night.edf", duration_s=600)  # 20 epochs
-    hyp = tmp_path / "night.csv"
-    stages = ["W"] * 4 + ["N1", "N2", "N2", "N3", "N3", "N2", "R", "R", "N2", "N2"] + ["W"] * 6
+def cli(capsys, *args):
+    """The CLI in this process (no 6-s import per call): ``(exit code, stdout, stderr)``."""
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def scored_night(psg, hyp):
+    """A 20-epoch recording and its hypnogram (CSV)."""
+    write_edf(psg, duration_s=600)
     hyp.write_text("onset,duration,stage\n" + "".join(
-        f"{i * 30},30,{s}\n" for i, s in enumerate(stages)))
+        f"{i * 30},30,{s}\n" for i, s in enumerate(STAGES)))
+    return psg, hyp
+
+
+def test_train_then_evaluate_flags_training_data(tmp_path):
+    psg, hyp = scored_night(tmp_path / "night.edf", tmp_path / "night.csv")
     out = run("train", "--data", f"{psg}:{hyp}", "--out", tmp_path / "m", "--preset", "tiny",
-              "--epochs", "1", "--batch-size", "8", "--device", "cpu")
+              "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--no-progress")
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "m" / "model.safetensors").exists()
+    rows = [json.loads(line) for line in out.stdout.splitlines()]  # pure JSON lines
+    assert rows[-1]["final"]["epoch"] == 1 and "step/s" not in out.stderr
     out = run("evaluate", "--model", tmp_path / "m", "--data", f"{psg}:{hyp}", "--device", "cpu")
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout)
@@ -36,3 +53,85 @@ def test_evaluate_bad_inputs_are_clear_errors(tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     out = run("evaluate", "--model", tmp_path, "--data", "no-colon")
     assert out.returncode == 2 and "PSG:HYPNOGRAM" in out.stderr
+
+
+def test_train_on_folder_checkpoints_then_resumes(tmp_path, capsys):
+    folder = tmp_path / "nights"
+    folder.mkdir()
+    scored_night(folder / "night.edf", folder / "night-Hypnogram.csv")
+    write_edf(folder / "unscored.edf", duration_s=60)  # no hypnogram beside it: skipped
+    out = tmp_path / "models" / "m"
+    args = ["train", "--data", folder, "--out", out, "--preset", "tiny", "--batch-size", "10",
+            "--device", "cpu"]
+    code, stdout, stderr = cli(capsys, *args, "--epochs", "1", "--no-progress")
+    assert code == 0, stderr
+    final = [json.loads(line) for line in stdout.splitlines()][-1]
+    assert final["recordings"] == 1 and final["examples"] == 20
+    assert final["resumed_from_epoch"] == 0 and "step/s" not in stderr
+    assert final["checkpoint_dir"] == str(tmp_path / "models" / "m.checkpoints")
+    assert (tmp_path / "models" / "m.checkpoints" / "checkpoint.json").is_file()
+    # A second epoch on top of the checkpoint, progress bar on: stdout is still JSON only.
+    code, stdout, stderr = cli(capsys, *args, "--epochs", "2", "--resume")
+    assert code == 0, stderr
+    rows = [json.loads(line) for line in stdout.splitlines()]
+    assert [r["epoch"] for r in rows[:-1]] == [2]  # only the resumed epoch was logged
+    assert rows[-1]["resumed_from_epoch"] == 1 and rows[-1]["final"]["epoch"] == 2
+    assert "resuming after epoch 1" in stderr and "4/4" in stderr and "loss=" in stderr
+    card = json.loads((out / "MANIFEST.json").read_text())["card"]
+    assert len(card["training"]["history"]) == 2
+    assert card["training"]["resumed_from_epoch"] == 1
+
+
+def test_train_folder_without_pairs_is_a_clear_error(tmp_path, capsys):
+    write_edf(tmp_path / "lonely.edf", duration_s=60)
+    code, _, stderr = cli(capsys, "train", "--data", tmp_path, "--out", tmp_path / "m")
+    assert code == 2 and "no recording with a matching hypnogram" in stderr
+    assert "lonely.edf" in stderr and "NAME-Hypnogram" in stderr
+
+
+def fake_model_folder(folder, **settings):
+    """Enough of a model folder for --cv, which only reads the card's training settings."""
+    folder.mkdir()
+    card = {"training": {"settings": TrainSettings(preset="tiny", **settings).to_dict()}}
+    (folder / "MANIFEST.json").write_text(json.dumps({"format": 1, "files": {}, "card": card}))
+    return folder
+
+
+def test_evaluate_cv_selected_folds_json(tmp_path, capsys):
+    psg, hyp = scored_night(tmp_path / "night.edf", tmp_path / "night.csv")
+    model = fake_model_folder(tmp_path / "m", epochs=1, batch_size=16)  # 1 step per fold
+    base = ["evaluate", "--model", model, "--data", f"{psg}:{hyp}", "--device", "cpu"]
+    code, stdout, stderr = cli(capsys, *base, "--cv", "blocks:4", "--folds", "2,0")
+    assert code == 0, stderr
+    result = json.loads(stdout)
+    assert result["k"] == 4 and result["folds"] == [0, 2]
+    assert "ONLY folds 0, 2 of 4" in result["split"]
+    assert result["settings_differ_from_card"] is False
+    assert result["training_settings"]["epochs"] == 1
+    per = result["per_fold"]
+    assert [p["fold"] for p in per] == [0, 2] and [p["epochs"] for p in per] == [5, 5]
+    assert (per[0]["first_epoch"], per[1]["first_epoch"]) == (0, 10)
+    assert result["eegvlm"]["n_epochs"] == 10 == sum(p["eegvlm"]["n_epochs"] for p in per)
+    assert "step/s" in stderr and "fold=2" in stderr  # the bar, on stderr only
+    # All folds, with the --epochs override loudly marked, and no bar.
+    code, stdout, stderr = cli(capsys, *base, "--cv", "blocks:2", "--epochs", "2",
+                               "--no-progress")
+    assert code == 0, stderr
+    result = json.loads(stdout)
+    assert result["folds"] == [0, 1] and "all 2 folds ran" in result["split"]
+    assert result["settings_differ_from_card"] is True
+    assert result["training_settings"]["epochs"] == 2
+    assert len(result["per_fold"]) == 2 and result["eegvlm"]["n_epochs"] == 20
+    assert "step/s" not in stderr
+
+
+def test_evaluate_bad_folds_are_clear_errors(tmp_path, capsys):
+    psg, hyp = scored_night(tmp_path / "night.edf", tmp_path / "night.csv")
+    model = fake_model_folder(tmp_path / "m")
+    base = ["evaluate", "--model", model, "--data", f"{psg}:{hyp}", "--device", "cpu"]
+    for extra, message in ((["--cv", "blocks:4", "--folds", "0,4"], "from 0 to 3"),
+                           (["--cv", "blocks:4", "--folds", "1,1"], "distinct"),
+                           (["--cv", "blocks:99"], "from 2 to the night's 20"),
+                           (["--folds", "0"], "--folds only applies")):
+        code, _, stderr = cli(capsys, *base, *extra)
+        assert code == 2 and message in stderr, (extra, stderr)

@@ -42,6 +42,34 @@ def test_cross_validate_out_of_fold_and_stop():
     assert history == []
 
 
+def test_progress_counts_every_step():
+    data = fake_night(10, seed=2)
+    calls = []
+    train(data, TrainSettings(preset="tiny", epochs=2, batch_size=4), "cpu",
+          progress=lambda *a: calls.append(a))
+    # ceil(10 / 4) = 3 steps per epoch, 2 epochs.
+    assert [c[:2] for c in calls] == [(i, 6) for i in range(1, 7)]
+    assert [c[2]["epoch"] for c in calls] == [1, 1, 1, 2, 2, 2]
+    assert all(np.isfinite(c[2]["loss"]) for c in calls)
+
+
+def test_cross_validate_selected_folds_and_progress():
+    data = fake_night(12, seed=1)
+    settings = TrainSettings(preset="tiny", epochs=1, batch_size=4)
+    calls = []
+    probs = cross_validate(data, 4, settings, device="cpu", folds=[0, 2],
+                           progress=lambda *a: calls.append(a))
+    # Folds 0 and 2 test epochs 0-2 and 6-8; each trains on 9 epochs = 3 steps.
+    ran = np.zeros(12, bool)
+    ran[[0, 1, 2, 6, 7, 8]] = True
+    assert np.allclose(probs[ran].sum(1), 1, atol=1e-5) and np.isnan(probs[~ran]).all()
+    assert [c[:2] for c in calls] == [(i, 6) for i in range(1, 7)]
+    assert [c[2]["fold"] for c in calls] == [0, 0, 0, 2, 2, 2]
+    for bad in ([], [0, 0], [4], [-1]):
+        with pytest.raises(ValueError, match="'folds' parameter"):
+            cross_validate(data, 4, settings, device="cpu", folds=bad)
+
+
 def test_dataset_round_trip_without_pickle(tmp_path):
     data = fake_night(4)
     path = save_dataset(data, tmp_path / "d.npz")
