@@ -39,6 +39,14 @@ def add_parsers(sub) -> None:
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint (same "
                    "data and settings; --epochs may be raised); starts afresh if there is none")
     t.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    t.add_argument("--vision-arch", default="", help="an open_clip ViT name (e.g. ViT-B-16) "
+                   "instead of the preset's small ViT")
+    t.add_argument("--vision-checkpoint", default="", help="local open_clip checkpoint of "
+                   "--vision-arch to start from (.safetensors, or a weights-only .pt/.bin)")
+    t.add_argument("--lm", default="", help="local transformers causal-LM folder to use "
+                   "instead of the small LM built here")
+    t.add_argument("--lora-r", type=_positive_int, help="with --lm: train LoRA adapters of "
+                   "this rank (peft) instead of the whole LM")
     e = sub.add_parser("evaluate", help="measure a model against the expert (JSON)")
     e.add_argument("--model", required=True, help="model folder")
     e.add_argument("--data", required=True, metavar="PSG:HYPNOGRAM")
@@ -154,8 +162,14 @@ def _train(args) -> int:
 
     pairs = _data_pairs(args.data)
     data = concat([build_night(psg, hyp) for psg, hyp in pairs])
+    lora = {"r": args.lora_r, "lora_alpha": 2 * args.lora_r} if args.lora_r else {}
+    if lora and not args.lm:
+        raise EEGVLMError("--lora-r needs --lm: LoRA adapts a pretrained language model.")
     settings = TrainSettings(preset=args.preset, fusion=args.fusion, epochs=args.epochs,
-                             batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+                             batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                             vision_arch=args.vision_arch,
+                             vision_checkpoint=args.vision_checkpoint, lm_pretrained=args.lm,
+                             lora=lora)
     out = Path(args.out)
     ckpt_dir = Path(args.checkpoint_dir or out.parent / f"{out.name}.checkpoints")
     pointer = peek_checkpoint(ckpt_dir) if args.resume else None

@@ -12,7 +12,7 @@ import json
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -40,6 +40,15 @@ class TrainSettings:
     weight_decay: float = 0.05
     seed: int = 0
     balance: bool = True  # oversample rare stages (N1) so each batch sees them
+    # Pretrained parts (see core/vlm/factory.new_model); empty = built from the preset.
+    vision_arch: str = ""
+    vision_checkpoint: str = ""
+    lm_pretrained: str = ""
+    lora: dict = field(default_factory=dict)
+
+    @property
+    def uses_pretrained(self) -> bool:
+        return bool(self.vision_arch or self.vision_checkpoint or self.lm_pretrained)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -127,14 +136,26 @@ def train(data: NightData, settings: TrainSettings, device: str = "auto",
             if ckpt is not None:
                 ckpt.check(settings.to_dict(), fingerprint)
     # Resuming keeps the checkpoint's tokenizer: retraining one could renumber the vocabulary.
-    tok = ckpt.tokenizer if ckpt is not None else train_tokenizer([PROMPT] + data.answers)
-    cfg = VLMConfig.preset(settings.preset)
-    cfg.fusion = settings.fusion
-    cfg = cfg.bind_tokenizer(tok)
-    model = EEGVLM(cfg).to(dev)
+    if settings.uses_pretrained:
+        from .vlm.factory import new_model
+
+        # A pretrained LM brings its own tokenizer, so a resumed run rebuilds the same one.
+        model, tok = new_model(settings.preset, settings.fusion, [PROMPT] + data.answers,
+                               vision_arch=settings.vision_arch or None,
+                               vision_checkpoint=settings.vision_checkpoint or None,
+                               lm_pretrained=settings.lm_pretrained or None,
+                               lora=settings.lora or None)
+        model = model.to(dev)
+    else:
+        tok = ckpt.tokenizer if ckpt is not None else train_tokenizer([PROMPT] + data.answers)
+        cfg = VLMConfig.preset(settings.preset)
+        cfg.fusion = settings.fusion
+        cfg = cfg.bind_tokenizer(tok)
+        model = EEGVLM(cfg).to(dev)
     examples = [encode_example(tok, PROMPT, a) for a in data.answers]
     stages = data.stage_indices()
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr,
+    # Only trainable parameters: with LoRA the base LM is frozen.
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr,
                             weight_decay=settings.weight_decay)
     rng = np.random.default_rng(settings.seed)
     steps_per_epoch = math.ceil(len(data) / settings.batch_size)

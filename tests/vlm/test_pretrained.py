@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import open_clip
 import pytest
 import torch
@@ -83,7 +84,7 @@ def lm_source(tmp_path_factory):
     torch.manual_seed(3)
     cfg = Qwen2Config(vocab_size=320, hidden_size=32, intermediate_size=64,
                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=256, tie_word_embeddings=True)
+                      max_position_embeddings=1024, tie_word_embeddings=True)
     Qwen2ForCausalLM(cfg).save_pretrained(str(folder))
     tok.save_pretrained(str(folder))
     return folder
@@ -285,3 +286,31 @@ def test_lm_errors(lm_folder, tmp_path):
     with pytest.raises(PretrainedError, match="'lora'.*cannot be applied.*nothing_here"):
         new_model("tiny", "both", [], lm_pretrained=str(lm_folder),
                   lora={"r": 4, "target_modules": ["nothing_here"]})
+
+
+# ----------------------------------------------------------------- through train()
+def test_train_uses_pretrained_parts_and_keeps_the_frozen_lm(lm_folder, vit_arch,
+                                                             vit_checkpoint):
+    """TrainSettings' pretrained options go through factory.new_model (what the CLI uses)."""
+    from eegvlm_desktop.core.training import TrainSettings, train
+
+    from .test_training import fake_night
+
+    data = fake_night(n=6)
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(str(lm_folder), local_files_only=True,
+                                                dtype=torch.float32).state_dict()
+    settings = TrainSettings(preset="tiny", epochs=1, batch_size=3, balance=False,
+                             vision_arch=vit_arch, vision_checkpoint=str(vit_checkpoint),
+                             lm_pretrained=str(lm_folder), lora={"r": 4})
+    model, tok, history = train(data, settings, "cpu")
+    assert len(history) == 1 and np.isfinite(history[0]["loss"])
+    assert model.config.vision.arch == vit_arch and model.config.lm.lora == {"r": 4}
+    lm_state = {k.replace("base_layer.", ""): v for k, v in model.lm.state_dict().items()
+                if "lora_" not in k}
+    # LoRA: every base weight of the LM is exactly the pretrained one after training.
+    for k, v in base.items():
+        if k in lm_state and lm_state[k].shape == v.shape:
+            torch.testing.assert_close(lm_state[k], v, rtol=0, atol=0)
+    assert any(p.requires_grad for n, p in model.lm.named_parameters() if "lora_" in n)
