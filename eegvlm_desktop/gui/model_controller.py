@@ -49,7 +49,9 @@ class ModelController(QObject):
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
         self.w = window
-        self.worker = ModelWorker(parent=self)
+        # Compute threads for the model (0 = all cores but one); a setting, not a dialog.
+        threads = int(window.settings.value("model/threads", 0) or 0)
+        self.worker = ModelWorker(parent=self, threads=threads or None)
         self.layer: ModelLayer | None = None
         self.roles: dict[str, int | None] = {}
         self.explanation: Any = None

@@ -9,6 +9,7 @@ that is busy. On close: cancel, quit, wait with a timeout.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import traceback
 from typing import Any, Callable
@@ -118,6 +119,15 @@ class JobWorker(QObject):
 
 
 # --------------------------------------------------------------------------- the model worker
+def default_model_threads() -> int:
+    """Compute threads for the model: all cores but one, which stays with the GUI thread.
+
+    On the 2-core reference machine that is 1 thread; see bench/app_inference.py for the
+    measured trade between staging speed and event-loop latency.
+    """
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
 class _ModelRunner(QObject):
     """Lives on the model thread and owns the :class:`InferenceEngine` (model + recording).
 
@@ -136,9 +146,10 @@ class _ModelRunner(QObject):
     explained = Signal(int, int, object, object)  # explain id, epoch, image, Explanation
     explainFailed = Signal(int, str)
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int) -> None:
         super().__init__()
         self.engine = None
+        self.threads = threads
         self._lock = threading.Lock()
         self._pending: tuple[int, int, threading.Event] | None = None
 
@@ -155,6 +166,11 @@ class _ModelRunner(QObject):
         self.engine = None  # the old model is released before the new one is read
         notes: list[str] = []
         try:
+            import torch
+
+            # Set on THIS thread: torch's intra-op pool of a thread that never set it ran
+            # ~10x slower here (7 vs 142 epochs/s on 2 cores, measured with a QThread).
+            torch.set_num_threads(self.threads)
             # Its own Recording object: the GUI thread keeps reading the display one.
             rec = read_recording(recording_path)
             try:
@@ -269,11 +285,12 @@ class ModelWorker(QObject):
     _run = Signal(int, object, object)
     _serve = Signal()
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, threads: int | None = None) -> None:
         super().__init__(parent)
         self._thread = QThread()
         self._thread.setObjectName("eegvlm-model")
-        self._runner = _ModelRunner()
+        self.threads = threads if threads else default_model_threads()
+        self._runner = _ModelRunner(self.threads)
         self._runner.moveToThread(self._thread)
         self._load.connect(self._runner.load)
         self._run.connect(self._runner.run)
