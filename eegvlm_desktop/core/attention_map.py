@@ -21,7 +21,7 @@ TF_BAND = "tf"
 
 @dataclass(frozen=True)
 class ChannelAttention:
-    """Attention of one window per channel, normalised to [0, 1] over the whole map.
+    """Attention of one window per channel, scaled to [0, 1] (above-mean part) over the map.
 
     Attributes
     ----------
@@ -118,9 +118,9 @@ def channel_attention(att_map: np.ndarray, roles: dict[str, int | None]) -> Chan
         (:func:`band_row_weights`). A channel that fills several roles (a single C3-A1
         recording fills all three EEG bands) gets the **maximum** over its bands: the model
         looking hard at any one copy of a trace is looking at that channel, and a mean would
-        dilute it with the copies it ignored. Every vector, strip included, is min-max
-        normalised with one scale over all six bands, so lanes compare with each other; a
-        map that is constant everywhere gives zeros.
+        dilute it with the copies it ignored. Every vector, strip included, is scaled with
+        one scale over all six bands, so lanes compare with each other: 0 at or below the
+        mean band attention, 1 at the maximum; a map constant everywhere gives zeros.
     """
     att = np.asarray(att_map, dtype=np.float64)
     if att.ndim != 2 or att.shape[0] != att.shape[1] or att.shape[0] < 1:
@@ -138,9 +138,12 @@ def channel_attention(att_map: np.ndarray, roles: dict[str, int | None]) -> Chan
     # One scale for the whole image: normalising each band alone would make a band the
     # model barely looked at shine as brightly as the one it studied.
     stacked = np.stack(list(per_band.values()))
-    lo, hi = float(stacked.min()), float(stacked.max())
+    # Above-average attention only: the answer's map is often nearly flat, and a min-max
+    # stretch painted every lane; now a cell is shaded by how far it rises above the
+    # image's mean towards its maximum, and cells at or below the mean stay clear.
+    lo, hi = float(stacked.mean()), float(stacked.max())
     span = hi - lo
-    norm = {name: ((v - lo) / span if span > 0 else np.zeros_like(v))
+    norm = {name: (np.clip((v - lo) / span, 0.0, 1.0) if span > 0 else np.zeros_like(v))
             for name, v in per_band.items()}
     lanes: dict[int, np.ndarray] = {}
     for role in ROLES:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +79,22 @@ def card_summary(manifest: dict[str, Any]) -> str:
     if card.get("parent_model"):
         lines.append(f"Fine-tuned from {esc(str(card['parent_model']))}")
     return "<br>".join(lines)
+
+
+# Sleep-EDF record ids (SC4001, ST7011): a file cut from a record keeps its id in its name.
+_RECORD_ID = re.compile(r"(S[CT]\d{4})", re.IGNORECASE)
+
+
+def trained_on(manifest: dict[str, Any], recording: str | Path) -> bool:
+    """Whether the card lists ``recording`` (or the Sleep-EDF record it was cut from).
+
+    The app then says that agreement on this night is not an accuracy: the bundled example
+    night is cut from the very recording the default model was trained on.
+    """
+    card = manifest.get("card") or {}
+    listed = [str(r) for r in (card.get("training_data") or {}).get("recordings", [])]
+    name = Path(recording).name
+    if any(name and name in r for r in listed):
+        return True
+    ids = {m.upper() for m in _RECORD_ID.findall(name)}
+    return bool(ids) and any(m.upper() in ids for r in listed for m in _RECORD_ID.findall(r))

@@ -117,6 +117,15 @@ class AgreementPanel(QWidget):
         label.setFont(font)
         return label
 
+    def set_training_data_warning(self, warning: str | None) -> None:
+        """Say loudly when the model was trained on this night (agreement is then no test)."""
+        if warning:
+            self.caveat.setText(f"⚠ {warning} {CAVEAT}")
+            self.caveat.setStyleSheet("color: #b00020; font-weight: bold;")
+        else:
+            self.caveat.setText(CAVEAT)
+            self.caveat.setStyleSheet("color: #666666;")
+
     def update_metrics(self, metrics: dict[str, Any] | None) -> None:
         """Show a ``stage_metrics`` dict; None when no epoch is scored by both."""
         self.metrics = metrics

@@ -13,6 +13,8 @@ from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QWidget
 
 from ..core.attention_map import channel_attention, window_span
+from ..core.errors import EEGVLMError
+from ..core.model_card import read_manifest_json, trained_on
 from ..core.model_layer import ModelLayer
 from ..core.montage import pick_roles
 from ..core.rendering import render_night
@@ -141,8 +143,22 @@ class ModelController(QObject):
         self.epoch_panel.clear()
         self.model_panel.set_finished(" ")
         self._requested = None
+        self._update_training_warning()
         self.model_panel.set_loaded(bool(self.model_panel.folder()),
                                     "The model loads when you stage or explain (Ctrl+R, E).")
+
+    def _update_training_warning(self) -> None:
+        """Agreement on a night the model learnt from is no accuracy: say so where it shows."""
+        folder, doc = self.model_panel.folder(), self.w.doc
+        warning = None
+        if folder and doc is not None:
+            try:
+                if trained_on(read_manifest_json(folder), doc.recording.path):
+                    warning = ("This night was in the model's training data: agreement here "
+                               "is not an accuracy.")
+            except EEGVLMError:
+                pass  # an unreadable card is reported when the model loads
+        self.agreement_panel.set_training_data_warning(warning)
 
     def _load(self, folder: str, device: str) -> None:
         """The user chose a model or device: results of the old one are dropped."""
@@ -151,6 +167,7 @@ class ModelController(QObject):
         self.worker.cancel()
         if self.layer is not None:
             self.layer.clear(folder)  # results of another model must never mix in
+        self._update_training_warning()
         self._ensure_loaded()
 
     def _ensure_loaded(self) -> bool:

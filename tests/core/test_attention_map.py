@@ -42,9 +42,12 @@ def test_straddling_patch_row_is_shared_by_overlap():
     att = np.zeros((14, 14))
     att[6, 3] = 1.0  # row 6 = pixels 96-111: 12 px occipital, 4 px EOG
     out = channel_attention(att, ROLES)
-    # Occipital mean 12/36, EOG mean 4/36; normalised by the larger one.
+    # Occipital mean 12/36, EOG mean 4/36; scaled from the mean of all 6 x 14 band cells
+    # (0) up to the larger one (1).
+    mean = (12 / 36 + 4 / 36) / (6 * 14)
     assert out.lanes[1][3] == pytest.approx(1.0)
-    assert out.lanes[2][3] == pytest.approx(1 / 3)
+    assert out.lanes[2][3] == pytest.approx((4 / 36 - mean) / (12 / 36 - mean))
+    assert out.lanes[2][4] == 0.0  # below the mean: clear, not negative
 
 
 def test_channel_filling_several_roles_takes_the_max():
@@ -56,8 +59,9 @@ def test_channel_filling_several_roles_takes_the_max():
     assert set(out.lanes) == {0}
     lane = out.lanes[0]
     frontal = 32 / 36  # mean over the band of the two full rows
+    mean = (frontal + 0.5 * 16 / 36) / (6 * 14)
     assert lane[0] == pytest.approx(1.0)
-    assert lane[9] == pytest.approx(0.5 * 16 / 36 / frontal)
+    assert lane[9] == pytest.approx((0.5 * 16 / 36 - mean) / (frontal - mean))
     assert lane[1] == pytest.approx(0.0)
 
 

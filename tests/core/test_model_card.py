@@ -7,7 +7,7 @@ import pytest
 
 from eegvlm_desktop.core.errors import EEGVLMError
 from eegvlm_desktop.core.model_card import (card_summary, list_model_folders,
-                                            read_manifest_json)
+                                            read_manifest_json, trained_on)
 
 from ..conftest import REPO
 
@@ -43,3 +43,12 @@ def test_unreadable_manifest_is_a_clear_error(tmp_path):
     (tmp_path / "MANIFEST.json").write_text(json.dumps([1]))
     with pytest.raises(EEGVLMError, match="JSON object"):
         read_manifest_json(tmp_path)
+
+
+def test_training_night_is_recognised_by_name_or_record_id():
+    manifest = read_manifest_json(REPO / "model_weights" / "default")
+    assert trained_on(manifest, "/x/SC4001-example-PSG.edf")  # the bundled example
+    assert trained_on(manifest, "SC4001E0-PSG.edf")
+    assert not trained_on(manifest, "SC4002E0-PSG.edf")
+    assert not trained_on(manifest, "excerpt3.edf")
+    assert not trained_on({}, "SC4001E0-PSG.edf")

@@ -103,3 +103,10 @@ def test_close_during_a_run_leaves_no_thread(window, qtbot, tmp_path):
     window.close()
     assert not window.model.worker.running
     assert np.isfinite(window.model.layer.proba).any()
+
+
+def test_training_night_is_flagged_in_the_agreement_panel(window, tmp_path):
+    assert window.open_file(write_edf(tmp_path / "other.edf", duration_s=300.0))
+    assert "training data" not in window.model.agreement_panel.caveat.text()
+    assert window.open_file(write_edf(tmp_path / "SC4001-copy-PSG.edf", duration_s=300.0))
+    assert "training data" in window.model.agreement_panel.caveat.text()
