@@ -116,6 +116,7 @@ class MainWindow(QMainWindow):
         self.recent = RecentFiles(self.settings, QMenu("Open &recent", self), self.open_file)
         menus["File"].insertMenu(self.actions["import_hypnogram"], self.recent.menu)
         self.recent_menu = self.recent.menu
+        self.model.setup_actions(self.actions)
         self.actions["auto_advance"].setCheckable(True)
         self.actions["auto_advance"].setChecked(self.auto_advance)
 

@@ -72,6 +72,8 @@ class ModelController(QObject):
         self.agreement_panel = AgreementPanel()
         self.opacity = self.epoch_panel.opacity  # one opacity for the image and the traces
         self._explaining = False
+        self._actions: dict = {}
+        self._shown_map: np.ndarray | None = None
         self.epoch_dock = _dock(window, "Model: this epoch", "epochDock", self.epoch_panel)
         self.model_dock = _dock(window, "Model", "modelDock", self.model_panel)
         self.review_dock = _dock(window, "Review queue", "reviewDock", self.review_panel)
@@ -123,7 +125,25 @@ class ModelController(QObject):
                 "cancel_model": self.cancel, "explain": self.explain,
                 "accept_model": self.accept_current, "accept_model_page": self.accept_page,
                 "next_uncertain": self.goto_next_unsure, "next_review": self.goto_next_review,
-                "toggle_attention": lambda: self.set_attention_visible(not self.attention_on)}
+                "toggle_attention": lambda: self.set_attention_visible(not self.attention_on),
+                "show_model_hypnogram": lambda: self._toggle("show_model_hypnogram"),
+                "show_hypnodensity": lambda: self._toggle("show_hypnodensity"),
+                "show_disagreements": lambda: self._toggle("show_disagreements")}
+
+    def setup_actions(self, actions: dict) -> None:
+        """Make the model layer toggles checkable (all on at start)."""
+        self._actions = actions
+        for aid in ("show_model_hypnogram", "show_hypnodensity", "show_disagreements",
+                    "toggle_attention"):
+            actions[aid].setCheckable(True)
+            actions[aid].setChecked(True)
+
+    def _toggle(self, action_id: str) -> None:
+        on = self._actions[action_id].isChecked()
+        view = self.w.hypnogram_view
+        {"show_model_hypnogram": view.set_model_visible,
+         "show_hypnodensity": view.set_hypnodensity_visible,
+         "show_disagreements": view.set_disagreements_visible}[action_id](on)
 
     # ----------------------------------------------------------------- document
     def set_document(self, doc) -> None:
@@ -340,6 +360,7 @@ class ModelController(QObject):
 
     def _show_map(self, att: np.ndarray) -> None:
         doc = self.w.doc
+        self._shown_map = att
         # The spectrogram strip's attention is folded into the EEG channel it was made from.
         lanes = channel_attention(att, self.roles).merged()
         start, length = window_span(self.w.epoch, doc.hypnogram.epoch_length)
@@ -347,13 +368,16 @@ class ModelController(QObject):
 
     def set_attention_visible(self, on: bool) -> None:
         self.attention_on = bool(on)
+        act = self._actions.get("toggle_attention")
+        if act is not None and act.isChecked() != self.attention_on:
+            act.setChecked(self.attention_on)
         self.w.signal_view.set_attention_visible(self.attention_on)
         self.epoch_panel.set_overlay_visible(self.attention_on)
 
     def _on_opacity(self, value: float) -> None:
         self.opacity = float(value)
-        if self.explanation is not None:
-            self._show_map(self.explanation.answer_map)
+        if self.explanation is not None and self._shown_map is not None:
+            self._show_map(self._shown_map)
 
     # ----------------------------------------------------------------- expert actions
     def _accept(self, epochs: list[int]) -> int:

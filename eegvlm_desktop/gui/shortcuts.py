@@ -79,6 +79,12 @@ SHORTCUTS: tuple[Shortcut, ...] = (
              "is unsure or disagrees with your label", "Model"),
     Shortcut("next_review", ("Q",), "Next in review &queue", "Go to the next unreviewed epoch "
              "of the review queue", "Model"),
+    Shortcut("show_model_hypnogram", (), "Show model &hypnogram", "Draw the model's stages "
+             "over the expert hypnogram (toggle)", "Model"),
+    Shortcut("show_hypnodensity", (), "Show hypno&density", "Draw the model's stage "
+             "probabilities under the hypnogram (toggle)", "Model"),
+    Shortcut("show_disagreements", (), "Show &disagreements", "Mark epochs where the model and "
+             "the expert differ (toggle)", "Model"),
     Shortcut("toggle_attention", ("O",), "Attention &overlay", "Show or hide where the model "
              "looked, on the image and on the traces", "Model"),
     # Help

@@ -110,3 +110,14 @@ def test_training_night_is_flagged_in_the_agreement_panel(window, tmp_path):
     assert "training data" not in window.model.agreement_panel.caveat.text()
     assert window.open_file(write_edf(tmp_path / "SC4001-copy-PSG.edf", duration_s=300.0))
     assert "training data" in window.model.agreement_panel.caveat.text()
+
+
+def test_model_layer_toggles_in_the_menu(opened, qtbot):
+    w = opened
+    view = w.hypnogram_view
+    for aid in ("show_model_hypnogram", "show_hypnodensity", "show_disagreements"):
+        act = w.actions[aid]
+        assert act.isCheckable() and act.isChecked()
+        act.trigger()
+        assert not act.isChecked()
+    assert view._show == {"model": False, "density": False, "ticks": False}
