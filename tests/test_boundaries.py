@@ -16,7 +16,9 @@ def test_core_imports_no_qt_and_no_torch():
         "eegvlm_desktop.core.hypnogram_io, eegvlm_desktop.core.display, "
         "eegvlm_desktop.core.document, eegvlm_desktop.core.session, eegvlm_desktop.core.stats, "
         "eegvlm_desktop.core.rendering, eegvlm_desktop.core.evidence, eegvlm_desktop.core.cot, "
-        "eegvlm_desktop.core.montage\n"
+        "eegvlm_desktop.core.montage, eegvlm_desktop.core.model_layer, "
+        "eegvlm_desktop.core.model_card, eegvlm_desktop.core.attention_map, "
+        "eegvlm_desktop.core.inference\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in "
         "('PySide6', 'pyqtgraph', 'torch', 'transformers', 'open_clip', 'yasa')]\n"
         "print(','.join(bad))\n"
@@ -40,3 +42,17 @@ def test_only_workers_start_threads():
         text = path.read_text()
         assert not re.search(r"QThread\b|threading\.Thread|QThreadPool|concurrent\.futures",
                              text), path
+
+
+def test_the_window_starts_without_torch():
+    """The app opens without importing torch: the model worker imports it when first used."""
+    code = (
+        "import os, sys\n"
+        "os.environ['QT_QPA_PLATFORM'] = 'offscreen'\n"
+        "import eegvlm_desktop.gui.main_window\n"
+        "print(','.join(m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'transformers', 'open_clip')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == ""
