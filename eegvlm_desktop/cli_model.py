@@ -59,6 +59,9 @@ def add_parsers(sub) -> None:
                    "settings_differ_from_card)")
     e.add_argument("--device", default="auto")
     e.add_argument("--yasa", action="store_true", help="also score YASA on the same epochs")
+    e.add_argument("--reasoning", type=_positive_int, metavar="N", help="also generate the "
+                   "reasoning for N evaluated epochs (per fold with --cv) and report how often "
+                   "its stage agrees with the direct answer")
     e.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
@@ -201,6 +204,17 @@ def _train(args) -> int:
     return 0
 
 
+def _reasoning(model, tok, data, indices, n: int) -> dict:
+    """Reasoned vs direct answers on ``n`` of ``indices``, spread evenly (held-out ones)."""
+    import numpy as np
+
+    from .core.vlm.explain import reasoning_agreement
+
+    pick = np.asarray(indices)[np.linspace(0, len(indices) - 1, min(n, len(indices)))
+                               .round().astype(int)]
+    return reasoning_agreement(model, tok, data.images[pick], [data.stages[i] for i in pick])
+
+
 def _evaluate(args) -> int:
     import numpy as np
 
@@ -210,6 +224,7 @@ def _evaluate(args) -> int:
     from .core.rendering import RENDERER_VERSION
     from .core.stages import STAGES
     from .core.training import TrainSettings, cross_validate, pick_device, predict_probs
+    from .core.model_card import trained_on
     from .core.vlm.weights import load_model, read_manifest
 
     for flag, value in (("--folds", args.folds), ("--epochs", args.epochs)):
@@ -223,6 +238,7 @@ def _evaluate(args) -> int:
               "protocol": PROTOCOL_TEXT, "channel_roles": data.meta["channel_roles"],
               "label_mapping": data.meta["label_mapping"]}
     evaluated = np.arange(len(data))
+    reasoning: list[dict] = []
     if args.cv:
         kind, _, k_text = args.cv.partition(":")
         if kind != "blocks" or not k_text.isdigit() or not 2 <= int(k_text) <= len(data):
@@ -239,7 +255,10 @@ def _evaluate(args) -> int:
             settings.epochs = args.epochs
         bar = _ProgressBar(not args.no_progress, "cv")
         try:
-            probs = cross_validate(data, k, settings, args.device, progress=bar, folds=folds)
+            probs = cross_validate(data, k, settings, args.device, progress=bar, folds=folds,
+                                   on_model=(lambda f, m, t, te: reasoning.append(
+                                       _reasoning(m, t, data, te, args.reasoning)))
+                                   if args.reasoning else None)
         finally:
             bar.close()
         splits = block_folds(np.arange(len(data)), k)
@@ -257,11 +276,13 @@ def _evaluate(args) -> int:
         result["training_settings"] = settings.to_dict()
         result["device"] = str(pick_device(args.device))
     else:
-        model, _, _ = load_model(args.model, str(pick_device(args.device)),
+        model, tok, _ = load_model(args.model, str(pick_device(args.device)),
                                  expected_renderer_version=RENDERER_VERSION)
         probs = predict_probs(model, data.images)
-        trained_on = json.dumps(manifest.get("card", {}).get("training_data", {}))
-        held_out = Path(psg).name not in trained_on
+        if args.reasoning:
+            reasoning.append(_reasoning(model, tok, data, evaluated, args.reasoning))
+        # By file name or Sleep-EDF record id: the bundled example is cut from SC4001.
+        held_out = not trained_on(manifest, psg)
         result["split"] = ("held-out recording (not in the model's training data)" if held_out
                            else "TRAINING DATA: this recording was used to train the model, "
                                 "so this is not an honest accuracy; use --cv blocks:K")
@@ -276,6 +297,15 @@ def _evaluate(args) -> int:
                 {"fold": f, "epochs": len(te), "first_epoch": int(data.epochs[te[0]]),
                  "last_epoch": int(data.epochs[te[-1]]),
                  "eegvlm": stage_metrics([data.stages[i] for i in te], pred[te])})
+    if reasoning:
+        total = {key: sum(r[key] for r in reasoning) for key in ("epochs", "agree", "no_stage")}
+        n = max(total["epochs"], 1)
+        result["reasoning_vs_direct"] = {
+            **total,
+            "reasoned_accuracy": sum(r["reasoned_accuracy"] * r["epochs"] for r in reasoning) / n,
+            "direct_accuracy": sum(r["direct_accuracy"] * r["epochs"] for r in reasoning) / n,
+            "note": "reasoning generated greedily for epochs spread evenly over each evaluated "
+                    "block; 'agree' counts epochs whose reasoned stage equals the direct answer"}
     if args.yasa:
         from .core.hypnogram_io import read_hypnogram
         from .core.recording import read_recording

@@ -14,7 +14,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -223,7 +223,9 @@ def predict_probs(model: EEGVLM, images: np.ndarray, batch_size: int = 32) -> np
 def cross_validate(data: NightData, k: int, settings: TrainSettings, device: str = "auto",
                    log: Callable[[dict], None] | None = None,
                    progress: Progress | None = None,
-                   folds: Sequence[int] | None = None) -> np.ndarray:
+                   folds: Sequence[int] | None = None,
+                   on_model: Callable[[int, EEGVLM, Any, np.ndarray], None] | None = None
+                   ) -> np.ndarray:
     """Blocked K-fold: every epoch is predicted by a model that never saw its block.
 
     Parameters
@@ -243,6 +245,9 @@ def cross_validate(data: NightData, k: int, settings: TrainSettings, device: str
         run (``info`` has ``fold`` too).
     folds : sequence of int, optional
         Run only these folds (0-based, in time order); default all ``k``.
+    on_model : callable, optional
+        ``on_model(fold, model, tokenizer, test_indices)`` with each fold's trained model,
+        before it is dropped (e.g. to generate reasoning on its held-out block).
 
     Returns
     -------
@@ -272,9 +277,12 @@ def cross_validate(data: NightData, k: int, settings: TrainSettings, device: str
         tr, te = splits[fold]
         prog = (lambda done, _, info, f=fold, o=offset:
                 progress(o + done, sum(steps), {"fold": f, **info})) if progress else None
-        model, _, _ = train(data.subset(tr), settings, device, progress=prog,
-                            log=(lambda row, f=fold: log({"fold": f, **row})) if log else None)
+        model, tok, _ = train(data.subset(tr), settings, device, progress=prog,
+                              log=(lambda row, f=fold: log({"fold": f, **row})) if log
+                              else None)
         probs[te] = predict_probs(model, data.images[te])
+        if on_model is not None:
+            on_model(fold, model, tok, te)
         offset += n_steps
         del model
         if torch.cuda.is_available():

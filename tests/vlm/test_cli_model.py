@@ -123,6 +123,13 @@ def test_evaluate_cv_selected_folds_json(tmp_path, capsys):
     assert result["training_settings"]["epochs"] == 2
     assert len(result["per_fold"]) == 2 and result["eegvlm"]["n_epochs"] == 20
     assert "step/s" not in stderr
+    # Reasoning on held-out epochs of each fold, compared with the direct answer.
+    code, stdout, stderr = cli(capsys, *base, "--cv", "blocks:2", "--folds", "1",
+                               "--reasoning", "2", "--no-progress")
+    assert code == 0, stderr
+    rv = json.loads(stdout)["reasoning_vs_direct"]
+    assert rv["epochs"] == 2 and 0 <= rv["agree"] <= 2 and 0 <= rv["no_stage"] <= 2
+    assert 0 <= rv["reasoned_accuracy"] <= 1 and 0 <= rv["direct_accuracy"] <= 1
 
 
 def test_evaluate_bad_folds_are_clear_errors(tmp_path, capsys):

@@ -171,3 +171,34 @@ def _answer_map(model: EEGVLM, maps: np.ndarray, token_ids: list[int], lines: li
     if not rows:
         rows = [i for i, ln in enumerate(lines) if ln == last] or list(range(len(token_ids)))
     return maps[rows].mean(axis=0)
+
+
+def reasoning_agreement(model: EEGVLM, tokenizer: Any, images: np.ndarray,
+                        expert: list[str], max_new_tokens: int = DEFAULT_MAX_TOKENS
+                        ) -> dict[str, Any]:
+    """Generate the reasoning for each image and compare its stage with the direct answer.
+
+    The whole-night pass uses the direct answer; the scorer reads the reasoning. This says
+    how often the two agree, and how accurate each is, on the same epochs.
+
+    Returns
+    -------
+    dict
+        ``epochs``, ``agree`` (reasoned stage == direct stage), ``no_stage`` (reasoning that
+        names none), ``reasoned_accuracy`` and ``direct_accuracy`` against ``expert``.
+    """
+    from eegvlm_desktop.core.training import predict_probs
+
+    stages = list(model.config.stages)
+    direct = [stages[i] for i in predict_probs(model, images).argmax(1)]
+    prompt = encode_prompt(tokenizer, PROMPT)
+    reasoned: list[str | None] = []
+    for img in images:
+        gen = model.generate_reasoning(img, prompt, max_new_tokens=max_new_tokens)
+        reasoned.append(parse_answer(tokenizer.decode(gen.token_ids, skip_special_tokens=True)))
+    n = len(images)
+    return {"epochs": n,
+            "agree": sum(r == d for r, d in zip(reasoned, direct)),
+            "no_stage": sum(r is None for r in reasoned),
+            "reasoned_accuracy": sum(r == e for r, e in zip(reasoned, expert)) / n if n else None,
+            "direct_accuracy": sum(d == e for d, e in zip(direct, expert)) / n if n else None}
