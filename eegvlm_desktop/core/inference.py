@@ -204,7 +204,11 @@ class InferenceEngine:
             if not batch:
                 return RunReport("done", done, time.perf_counter() - t0, self.device,
                                  self.batch_size, notes)
-            probs = self._probs(self.images(batch), notes)
+            images = self.images(batch)
+            if should_stop():  # rendering took a while: do not start the forward for nothing
+                return RunReport("cancelled", done, time.perf_counter() - t0, self.device,
+                                 self.batch_size, notes)
+            probs = self._probs(images, notes)
             on_batch(np.asarray(batch, dtype=int), probs)
             done += len(batch)
 

@@ -175,12 +175,15 @@ class _ModelRunner(QObject):
             rec = read_recording(recording_path)
             try:
                 engine = InferenceEngine.load(folder, rec, device)
-            except Exception as err:  # noqa: BLE001 - only a GPU OOM falls back
+            except Exception as err:  # noqa: BLE001 - any GPU failure falls back to the CPU
                 from ..core.inference import _is_oom
+                from ..core.vlm.weights import ModelFolderError
 
-                if device == "cpu" or not _is_oom(err):
+                # A broken folder fails on the CPU too: say so instead of retrying.
+                if device == "cpu" or isinstance(err, ModelFolderError):
                     raise
-                notes.append("Not enough GPU memory to load the model: loaded on the CPU.")
+                why = "not enough GPU memory" if _is_oom(err) else str(err)
+                notes.append(f"Could not use the GPU ({why}): loaded on the CPU instead.")
                 engine = InferenceEngine.load(folder, rec, "cpu")
         except EEGVLMError as err:
             self.loadFailed.emit(request_id, str(err))

@@ -101,3 +101,13 @@ def test_explain_without_a_model_fails_clearly(qtbot, worker):
     with qtbot.waitSignal(worker.explainFailed, timeout=10000) as blocker:
         worker.explain(0)
     assert "No model" in blocker.args[0]
+
+
+def test_cuda_request_without_a_gpu_falls_back_to_cpu(qtbot, worker, night, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with qtbot.waitSignal(worker.modelLoaded, timeout=30000) as blocker:
+        worker.load(MODEL, str(night), "cuda")
+    info = blocker.args[0]
+    assert info["device"] == "cpu" and "loaded on the CPU" in info["notes"][0]
