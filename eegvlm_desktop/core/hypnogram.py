@@ -13,10 +13,11 @@ This module is Qt-free; the GUI bridges ``subscribe`` to a Qt signal.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
+from .events import ChangeNotifier
 from .stages import ALL_LABELS, STAGES, UNS, YASA_INT
 
 #: Who set an epoch's label.
@@ -35,10 +36,9 @@ class Change:
     old_source: str = "none"
 
 
-Listener = Callable[[list[int]], None]
 
 
-class Hypnogram:
+class Hypnogram(ChangeNotifier):
     """Stages of a recording on a regular epoch grid.
 
     Parameters
@@ -103,7 +103,7 @@ class Hypnogram:
                 f"{', '.join(PROVENANCES)}, but got {', '.join(map(repr, badp))}."
             )
         self._provenance = np.array(provenance, dtype=object)
-        self._listeners: list[Listener] = []
+        self._init_listeners()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -181,17 +181,6 @@ class Hypnogram:
         return out
 
     # ------------------------------------------------------------------ mutation
-    def subscribe(self, listener: Listener) -> None:
-        """Call ``listener(indices)`` after every change of labels or probabilities."""
-        self._listeners.append(listener)
-
-    def unsubscribe(self, listener: Listener) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
-
-    def _notify(self, indices: list[int]) -> None:
-        for listener in list(self._listeners):
-            listener(indices)
 
     def set_stages(self, indices: Iterable[int], stage: str | Sequence[str],
                    source: str = "expert") -> list[Change]:

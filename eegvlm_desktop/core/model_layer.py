@@ -8,20 +8,20 @@ Pure numpy; views subscribe to change events like they do on a :class:`Hypnogram
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from .errors import check_option
+from .events import ChangeNotifier
 from .stages import STAGES
 
-Listener = Callable[[list[int]], None]
 #: Review orders: least confident first; disagreements with the expert first, then the rest.
 REVIEW_ORDERS: tuple[str, ...] = ("uncertainty", "disagreement")
 
 
-class ModelLayer:
+class ModelLayer(ChangeNotifier):
     """Stage probabilities of one model run over a night.
 
     Parameters
@@ -38,7 +38,7 @@ class ModelLayer:
                              f"but got {n_epochs!r}.")
         self.model_name = model_name
         self._proba = np.full((int(n_epochs), len(STAGES)), np.nan)
-        self._listeners: list[Listener] = []
+        self._init_listeners()
 
     # ------------------------------------------------------------------ data
     def __len__(self) -> int:
@@ -145,13 +145,3 @@ class ModelLayer:
         return stage_metrics(list(exp[both]), list(self.stages()[both]))
 
     # ------------------------------------------------------------------ events
-    def subscribe(self, listener: Listener) -> None:
-        self._listeners.append(listener)
-
-    def unsubscribe(self, listener: Listener) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
-
-    def _notify(self, indices: list[int]) -> None:
-        for listener in list(self._listeners):
-            listener(indices)
