@@ -59,6 +59,8 @@ def add_parsers(sub) -> None:
                    "settings_differ_from_card)")
     e.add_argument("--device", default="auto")
     e.add_argument("--yasa", action="store_true", help="also score YASA on the same epochs")
+    e.add_argument("--save-models", metavar="DIR", help="with --cv: save each fold's model "
+                   "in DIR/fold<k> (its card names the blocks it never saw)")
     e.add_argument("--reasoning", type=_positive_int, metavar="N", help="also generate the "
                    "reasoning for N evaluated epochs (per fold with --cv) and report how often "
                    "its stage agrees with the direct answer")
@@ -215,6 +217,23 @@ def _reasoning(model, tok, data, indices, n: int) -> dict:
     return reasoning_agreement(model, tok, data.images[pick], [data.stages[i] for i in pick])
 
 
+def _save_fold_model(model, tok, folder: Path, data, te, fold: int, k: int, settings) -> None:
+    """Keep one CV fold's model, its card naming exactly which epochs it never saw."""
+    from .core.vlm.weights import save_model
+
+    card = {"name": folder.name,
+            "training_data": {**data.meta, "epochs": len(data) - len(te),
+                              "held_out_block": {"fold": fold, "k": k,
+                                                 "first_epoch": int(data.epochs[te[0]]),
+                                                 "last_epoch": int(data.epochs[te[-1]])}},
+            "training": {"settings": settings.to_dict()},
+            "metrics": None,
+            "note": f"blocked {k}-fold CV model: trained on every block of the standard window "
+                    f"except block {fold} (epochs {int(data.epochs[te[0]])}-"
+                    f"{int(data.epochs[te[-1]])}), which it never saw"}
+    save_model(model.cpu(), tok, folder, card)
+
+
 def _evaluate(args) -> int:
     import numpy as np
 
@@ -227,7 +246,8 @@ def _evaluate(args) -> int:
     from .core.model_card import trained_on
     from .core.vlm.weights import load_model, read_manifest
 
-    for flag, value in (("--folds", args.folds), ("--epochs", args.epochs)):
+    for flag, value in (("--folds", args.folds), ("--epochs", args.epochs),
+                        ("--save-models", args.save_models)):
         if value is not None and not args.cv:
             raise EEGVLMError(f"{flag} only applies to cross-validation: add --cv blocks:K, "
                               f"or drop {flag} (got {flag} {value}).")
@@ -255,10 +275,15 @@ def _evaluate(args) -> int:
             settings.epochs = args.epochs
         bar = _ProgressBar(not args.no_progress, "cv")
         try:
+            def on_model(f, m, t, te):
+                if args.reasoning:
+                    reasoning.append(_reasoning(m, t, data, te, args.reasoning))
+                if args.save_models:
+                    _save_fold_model(m, t, Path(args.save_models) / f"fold{f}", data, te, f, k,
+                                     settings)
+
             probs = cross_validate(data, k, settings, args.device, progress=bar, folds=folds,
-                                   on_model=(lambda f, m, t, te: reasoning.append(
-                                       _reasoning(m, t, data, te, args.reasoning)))
-                                   if args.reasoning else None)
+                                   on_model=on_model)
         finally:
             bar.close()
         splits = block_folds(np.arange(len(data)), k)

@@ -125,8 +125,13 @@ def test_evaluate_cv_selected_folds_json(tmp_path, capsys):
     assert "step/s" not in stderr
     # Reasoning on held-out epochs of each fold, compared with the direct answer.
     code, stdout, stderr = cli(capsys, *base, "--cv", "blocks:2", "--folds", "1",
-                               "--reasoning", "2", "--no-progress")
+                               "--reasoning", "2", "--no-progress", "--save-models",
+                               tmp_path / "cv")
     assert code == 0, stderr
+    from eegvlm_desktop.core.vlm.weights import load_model
+
+    _, _, saved = load_model(tmp_path / "cv" / "fold1")  # the fold's model, kept
+    assert saved["card"]["training_data"]["held_out_block"]["first_epoch"] == 10
     rv = json.loads(stdout)["reasoning_vs_direct"]
     assert rv["epochs"] == 2 and 0 <= rv["agree"] <= 2 and 0 <= rv["no_stage"] <= 2
     assert 0 <= rv["reasoned_accuracy"] <= 1 and 0 <= rv["direct_accuracy"] <= 1
