@@ -12,6 +12,7 @@ import itertools
 import os
 import threading
 import traceback
+from functools import partial
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
@@ -24,6 +25,7 @@ class _JobRunner(QObject):
 
     done = Signal(int, str, object)  # request id, kind, result
     failed = Signal(int, str, str)  # request id, kind, message for the user
+    progressed = Signal(int, str, int, int, object)  # request id, kind, done, total, info
 
     def __init__(self) -> None:
         super().__init__()
@@ -33,7 +35,14 @@ class _JobRunner(QObject):
 
     @Slot(int, str, object)
     def run(self, request_id: int, kind: str, job: object) -> None:
-        fn, args, cancel = job
+        fn, args, cancel, cancellable = job
+        if cancellable:
+            # Long jobs poll ``should_stop`` and report ``progress``; both cross threads as
+            # an Event read and a queued signal, so the GUI thread is never called into.
+            def progress(done: int, total: int, info: object = None) -> None:
+                self.progressed.emit(request_id, kind, int(done), int(total), info)
+
+            fn = partial(fn, should_stop=cancel.is_set, progress=progress)
         try:
             if not cancel.is_set():
                 self._run(request_id, kind, fn, args, cancel)
@@ -43,16 +52,24 @@ class _JobRunner(QObject):
     def _run(self, request_id, kind, fn, args, cancel) -> None:
         try:
             result = fn(*args)
-        except EEGVLMError as err:  # errors written for users: show as they are
-            self.failed.emit(request_id, kind, str(err))
-        except MemoryError:
-            self.failed.emit(request_id, kind, "Out of memory while running this task.")
         except Exception as err:  # noqa: BLE001 - report, never crash the thread
-            traceback.print_exc()
-            self.failed.emit(request_id, kind, f"{type(err).__name__}: {err}")
+            if not cancel.is_set():  # a cancelled job's error is the cancel itself: silent
+                self.failed.emit(request_id, kind, _message(err))
         else:
             if not cancel.is_set():
                 self.done.emit(request_id, kind, result)
+
+
+def _message(err: BaseException) -> str:
+    """A message for the user; unexpected errors also leave a traceback on stderr."""
+    if isinstance(err, EEGVLMError):  # errors written for users: shown as they are
+        return str(err)
+    if isinstance(err, MemoryError):
+        return "Out of memory while running this task."
+    if isinstance(err, RuntimeError) and "out of memory" in str(err).lower():
+        return "Out of GPU memory while running this task: try the CPU or a smaller batch."
+    traceback.print_exception(err)
+    return f"{type(err).__name__}: {err}"
 
 
 class JobWorker(QObject):
@@ -68,6 +85,7 @@ class JobWorker(QObject):
 
     jobDone = Signal(int, str, object)
     jobFailed = Signal(int, str, str)
+    jobProgressed = Signal(int, str, int, int, object)
     _submit = Signal(int, str, object)
 
     def __init__(self, name: str = "eegvlm-jobs", parent: QObject | None = None) -> None:
@@ -79,13 +97,20 @@ class JobWorker(QObject):
         self._submit.connect(self._runner.run)
         self._runner.done.connect(self.jobDone)
         self._runner.failed.connect(self.jobFailed)
+        self._runner.progressed.connect(self.jobProgressed)
         self._ids = itertools.count(1)
         self._submitted = 0
         self._cancels: dict[str, threading.Event] = {}
         self._thread.start()
 
-    def submit(self, kind: str, fn: Callable[..., Any], *args: Any) -> int:
-        """Queue ``fn(*args)``; a newer job of the same ``kind`` cancels a queued older one."""
+    def submit(self, kind: str, fn: Callable[..., Any], *args: Any,
+               cancellable: bool = False) -> int:
+        """Queue ``fn(*args)``; a newer job of the same ``kind`` cancels a queued older one.
+
+        With ``cancellable``, ``fn`` is also given ``should_stop`` (a callable polled by the
+        job) and ``progress(done, total, info=None)`` (re-emitted as ``jobProgressed``), and
+        :meth:`cancel` stops it while it runs.
+        """
         old = self._cancels.get(kind)
         if old is not None:
             old.set()
@@ -93,8 +118,14 @@ class JobWorker(QObject):
         self._cancels[kind] = cancel
         request_id = next(self._ids)
         self._submitted += 1
-        self._submit.emit(request_id, kind, (fn, args, cancel))
+        self._submit.emit(request_id, kind, (fn, args, cancel, cancellable))
         return request_id
+
+    def cancel(self, kind: str) -> None:
+        """Cancel the latest job of ``kind`` (queued, or running if it polls should_stop)."""
+        ev = self._cancels.get(kind)
+        if ev is not None:
+            ev.set()
 
     def idle(self) -> bool:
         """True when no job is queued or running."""
@@ -109,6 +140,7 @@ class JobWorker(QObject):
         try:
             self._runner.done.disconnect(self.jobDone)
             self._runner.failed.disconnect(self.jobFailed)
+            self._runner.progressed.disconnect(self.jobProgressed)
         except (RuntimeError, TypeError):
             pass
         return bool(stopped)
