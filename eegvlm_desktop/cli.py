@@ -1,4 +1,5 @@
-"""Command line: ``eegvlm [gui] [FILE]``, ``info``, ``hypnogram``, ``train``, ``evaluate``.
+"""Command line: ``eegvlm [gui] [FILE]``, ``info``, ``hypnogram``, ``export``, ``train``,
+``evaluate``.
 
 Every error the user can cause (bad file, mismatched hypnogram) is printed as one clear
 line on stderr with exit status 2 — never a traceback. Imports are lazy so that the
@@ -31,6 +32,18 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--recording", help="check that the hypnogram fits this recording")
     h.add_argument("--fit", choices=("crop", "pad", "crop_or_pad"),
                    help="crop/pad a hypnogram that does not fit the recording")
+    from .core.hypnogram_export import WRITE_FORMATS
+    x = sub.add_parser("export", help="export the labels: a fine-tuning dataset folder (images, "
+                       "reasoning, expert stages) or a hypnogram file; de-identified by default")
+    x.add_argument("recording")
+    x.add_argument("out", help="folder (--format finetune) or file to write")
+    x.add_argument("--hypnogram", help="labels to export (default: the labels saved for the "
+                   "recording, else its hypnogram beside it)")
+    x.add_argument("--format", default="finetune", choices=("finetune",) + WRITE_FORMATS)
+    x.add_argument("--include-identity", action="store_true", help="keep the file name, start "
+                   "date and patient fields of the recording (default: left out)")
+    x.add_argument("--scorer", help="who vouches for the labels (default: your login name)")
+    x.add_argument("--overwrite", action="store_true", help="replace an earlier export")
     from .cli_model import add_parsers
 
     add_parsers(sub)
@@ -40,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``eegvlm`` script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    known = {"gui", "info", "hypnogram", "train", "evaluate", "-h", "--help"}
+    known = {"gui", "info", "hypnogram", "export", "train", "evaluate", "-h", "--help"}
     if not argv or argv[0] not in known:
         argv = ["gui"] + argv
     args = _parser().parse_args(argv)
@@ -52,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
             from .core.recording import read_recording
             print(read_recording(args.recording).summary())
             return 0
+        if args.command == "export":
+            return _export(args)
         if args.command in ("train", "evaluate"):
             from .cli_model import run
             return run(args)
@@ -93,4 +108,19 @@ def _hypnogram(args: argparse.Namespace) -> int:
     else:
         from .core.stats import sleep_statistics
         print(json.dumps(sleep_statistics(hyp), indent=2, default=float))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .core.document import default_user
+    from .core.export_recording import export_recording
+
+    out, notes = export_recording(args.recording, args.out, fmt=args.format,
+                                  hypnogram_path=args.hypnogram,
+                                  scorer=args.scorer or default_user(),
+                                  include_identity=args.include_identity,
+                                  overwrite=args.overwrite)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"wrote {out}")
     return 0

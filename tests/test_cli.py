@@ -49,3 +49,32 @@ def test_gui_without_display_is_a_clear_error(tiny_edf):
                          capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 2
     assert "no display" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_export_finetune_and_hypnogram_formats(tmp_path):
+    rec = write_edf(tmp_path / "r.edf", duration_s=150)  # 5 epochs
+    hyp = tmp_path / "h.csv"
+    hyp.write_text("onset,duration,stage\n0,30,W\n30,30,N1\n60,30,N2\n90,30,UNS\n120,30,R\n")
+    out = run("export", rec, tmp_path / "ds", "--hypnogram", hyp, "--scorer", "Dr E")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "ds" / "manifest.json").is_file() and "4 epochs exported" in out.stderr
+    again = run("export", rec, tmp_path / "ds", "--hypnogram", hyp)
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert "already exists" in again.stderr and "--overwrite" in again.stderr
+    out = run("export", rec, tmp_path / "h.tsv", "--hypnogram", hyp, "--format", "tsv")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "h.tsv").read_text().splitlines()[1:3] == ["0\t30\tW\timport",
+                                                                  "30\t30\tN1\timport"]
+
+
+def test_export_bad_input_is_one_clear_line(tmp_path):
+    rec = write_edf(tmp_path / "r.edf", duration_s=60)
+    for args, words in ((("missing.edf", tmp_path / "o"), "missing.edf"),
+                        ((rec, tmp_path / "o"), "no labels to export"),
+                        ((rec, tmp_path / "o", "--hypnogram", tmp_path / "nope.csv"),
+                         "nope.csv")):
+        out = run("export", *args)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert words in out.stderr
+    out = run("export", rec, tmp_path / "o", "--format", "xls")
+    assert out.returncode == 2 and "invalid choice" in out.stderr

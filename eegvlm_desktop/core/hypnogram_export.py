@@ -63,7 +63,7 @@ def write_hypnogram(hyp: Hypnogram, path: str | Path, *, fmt: str | None = None,
     """
     path = Path(path)
     if fmt is None:
-        fmt = _format_from_name(path)
+        fmt = format_from_name(path)
     check_option("fmt", fmt, WRITE_FORMATS)
     if hyp.n_epochs == 0:
         raise HypnogramError(f"The hypnogram has no epochs; nothing was written to '{path.name}'.")
@@ -87,7 +87,8 @@ def write_hypnogram(hyp: Hypnogram, path: str | Path, *, fmt: str | None = None,
     return path
 
 
-def _format_from_name(path: Path) -> str:
+def format_from_name(path: Path) -> str:
+    """The write format a file name implies (``x_events.tsv`` -> bids, ``.edf`` -> edf ...)."""
     name = path.name.lower()
     if name.endswith("_events.tsv"):
         return "bids"

@@ -7,7 +7,6 @@ events. Slow work (statistics with YASA, exports) runs on the :class:`JobWorker`
 """
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer
@@ -17,7 +16,8 @@ from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QLabel, QMai
 from ..core.display import DisplaySource, default_filter
 from ..core.document import EPOCH_LENGTH, Document, default_user, open_document
 from ..core.errors import EEGVLMError, HypnogramFitError, StorageError
-from ..core.hypnogram_io import write_hypnogram
+from ..core.export_recording import export_hypnogram
+from ..core.hypnogram_export import format_from_name
 from ..core.stats import preload as preload_stats
 from ..core.stats import sleep_statistics
 from ..core.stages import UNS
@@ -37,6 +37,13 @@ RECORDING_FILTER = ("Recordings (*.edf *.EDF *.bdf *.BDF *.fif *.fif.gz *.vhdr *
 HYPNOGRAM_FILTER = ("Hypnograms (*.edf *.csv *.tsv *.txt *.xml *.json);;All files (*)")
 EXPORT_FORMATS = {"CSV (*.csv)": "csv", "TSV (*.tsv)": "tsv", "EDF+ annotations (*.edf)": "edf",
                   "BIDS events (*_events.tsv)": "bids", "JSON with provenance (*.json)": "json"}
+
+
+def _export_job(hyp, path: Path, fmt: str | None, scorer: str) -> Path:
+    """Job-worker side of File > Export hypnogram (a bad file name fails as a message)."""
+    # overwrite=True: the save dialog has already asked before replacing a file.
+    return export_hypnogram(hyp, path, fmt=fmt or format_from_name(path), scorer=scorer,
+                            overwrite=True)
 
 
 class MainWindow(QMainWindow):
@@ -269,12 +276,14 @@ class MainWindow(QMainWindow):
             self.export_hypnogram(path, EXPORT_FORMATS.get(chosen))
 
     def export_hypnogram(self, path: str | Path, fmt: str | None = None) -> int:
-        """Write the hypnogram on the job worker; returns the request id."""
-        provenance = {"recording": self.doc.recording.path.name, "user": self.user,
-                      "software": "EEG-VLM Desktop"}
-        job = partial(write_hypnogram, self.doc.hypnogram.copy(), Path(path), fmt=fmt,
-                      meas_date=self.doc.recording.meas_date, provenance=provenance)
-        return self.worker.submit("export", job)
+        """Write the hypnogram on the job worker, de-identified; returns the request id.
+
+        The recording's start date and file name stay out (an EDF hypnogram says
+        "Startdate X", which readers take as "starts with the recording"); the scorer is
+        this app's user.
+        """
+        return self.worker.submit("export", _export_job, self.doc.hypnogram.copy(), Path(path),
+                                  fmt, self.user)
 
     # ================================================================ navigation
     def _n_epochs(self) -> int:

@@ -168,9 +168,18 @@ def test_export_runs_on_worker(opened, qtbot, tmp_path):
     w = opened
     w.doc.session.label([0, 1], "N1")
     out = tmp_path / "out.csv"
-    with qtbot.waitSignal(w.worker.jobDone, timeout=10000):
+    def exported(rid, kind, result):
+        return kind == "export"
+
+    with qtbot.waitSignal(w.worker.jobDone, timeout=10000, check_params_cb=exported):
         w.export_hypnogram(out)
     assert "N1" in out.read_text()
+    # De-identified by default: neither the recording's file name nor its date leaves.
+    js = tmp_path / "out.json"
+    with qtbot.waitSignal(w.worker.jobDone, timeout=10000, check_params_cb=exported):
+        w.export_hypnogram(js)
+    text = js.read_text()
+    assert "tiny.edf" not in text and "2001-09-09" not in text and "tester" in text
 
 
 def test_reopen_restores_labels_and_recent(window, tmp_path, qtbot):
