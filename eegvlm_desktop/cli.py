@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``eegvlm`` script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    known = {"gui", "info", "hypnogram", "export", "train", "evaluate", "-h", "--help"}
+    known = {"gui", "info", "hypnogram", "export", "train", "evaluate", "finetune", "-h", "--help"}
     if not argv or argv[0] not in known:
         argv = ["gui"] + argv
     args = _parser().parse_args(argv)
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "export":
             return _export(args)
-        if args.command in ("train", "evaluate"):
+        if args.command in ("train", "evaluate", "finetune"):
             from .cli_model import run
             return run(args)
         return _hypnogram(args)

@@ -1,4 +1,4 @@
-"""``eegvlm train`` and ``eegvlm evaluate``: the model from the command line (JSON out).
+"""``eegvlm train``, ``evaluate``, ``finetune``: the model from the command line (JSON out).
 
 torch is imported only inside these commands, so ``eegvlm info`` and the GUI start fast.
 """
@@ -65,6 +65,23 @@ def add_parsers(sub) -> None:
                    "reasoning for N evaluated epochs (per fold with --cv) and report how often "
                    "its stage agrees with the direct answer")
     e.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    f = sub.add_parser("finetune", help="fine-tune a model on exported expert corrections")
+    f.add_argument("--model", required=True, help="model folder to start from (only read)")
+    f.add_argument("--data", nargs="+", required=True, metavar="EXPORT_FOLDER",
+                   help="fine-tuning export folders written by the app")
+    f.add_argument("--out", required=True, help="new model folder (model_weights/<name>)")
+    f.add_argument("--eval-data", nargs="+", metavar="EXPORT_FOLDER", help="held-out export "
+                   "folders: the direct answer is scored on them before and after")
+    f.add_argument("--epochs", type=_positive_int, default=5)
+    f.add_argument("--batch-size", type=_positive_int, default=16)
+    f.add_argument("--lr", type=float, default=1e-4)
+    f.add_argument("--freeze-vision", action="store_true", help="train the LM only (ViT, "
+                   "enhancement CNN and projectors frozen)")
+    f.add_argument("--lora-r", type=_positive_int, help="LoRA adapters of this rank on a "
+                   "pretrained LM (its base frozen)")
+    f.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
 class _ProgressBar:
@@ -155,7 +172,9 @@ def _parse_folds(text: str, k: int) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Dispatch ``train`` / ``evaluate``; errors for users are raised as EEGVLMError."""
+    """Dispatch ``train`` / ``evaluate`` / ``finetune``; user errors raise EEGVLMError."""
+    if args.command == "finetune":
+        return _finetune(args)
     return _train(args) if args.command == "train" else _evaluate(args)
 
 
@@ -203,6 +222,51 @@ def _train(args) -> int:
     print(json.dumps({"model": str(out), "examples": len(data), "recordings": len(pairs),
                       "final": history[-1], "checkpoint_dir": str(ckpt_dir),
                       "resumed_from_epoch": resumed}), flush=True)
+    return 0
+
+
+def _finetune(args) -> int:
+    """Fine-tune ``--model`` on export folders; one JSON line on stdout (main process)."""
+    from .core.finetune import FinetuneSettings, finetune, save_finetuned
+    from .core.vlm.weights import read_manifest
+
+    model_dir, out = Path(args.model), Path(args.out)
+    read_manifest(model_dir)  # a missing or broken folder fails before the data is read
+    if out.resolve() == model_dir.resolve():
+        raise EEGVLMError(f"--out must be a new folder, not the --model folder it fine-tunes "
+                          f"(got {args.out!r} for both).")
+    for flag, folder in [("--data", f) for f in args.data] + [
+            ("--eval-data", f) for f in args.eval_data or []]:
+        if not Path(folder).is_dir():
+            raise EEGVLMError(f"{flag}: the export folder '{folder}' does not exist; give "
+                              "folders written by the app's fine-tuning export.")
+    try:
+        from .core.export import load_finetune_dataset
+    except ModuleNotFoundError as err:
+        if err.name != f"{__package__}.core.export":
+            raise
+        raise EEGVLMError("This version of eegvlm cannot read fine-tuning export folders "
+                          "(eegvlm_desktop.core.export is missing); update the app.") from None
+    data = load_finetune_dataset(args.data)
+    eval_data = load_finetune_dataset(args.eval_data) if args.eval_data else None
+    settings = FinetuneSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                seed=args.seed, freeze_vision=args.freeze_vision,
+                                lora_r=args.lora_r or 0)
+    bar = _ProgressBar(not args.no_progress, "finetune")
+    try:
+        result = finetune(model_dir, data, settings, args.device, progress=bar,
+                          eval_data=eval_data)
+    finally:
+        bar.close()
+    if not result.is_main_process:  # under accelerate/torchrun only rank 0 writes
+        return 0
+    save_finetuned(result, out, result.parent_manifest, data.meta, settings)
+    print(json.dumps({"model": str(out), "parent": str(model_dir), "examples": len(data),
+                      "eval_examples": None if eval_data is None else len(eval_data),
+                      "final": result.final, "stopped": result.stopped,
+                      "processes": result.num_processes,
+                      "metrics_before": result.metrics_before,
+                      "metrics_after": result.metrics_after}), flush=True)
     return 0
 
 

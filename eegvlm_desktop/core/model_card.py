@@ -76,8 +76,11 @@ def card_summary(manifest: dict[str, Any]) -> str:
             lines.append(f"<i>{esc(str(metrics['split']))}</i>")
     else:
         lines.append("<i>No held-out accuracy recorded for this model.</i>")
-    if card.get("parent_model"):
-        lines.append(f"Fine-tuned from {esc(str(card['parent_model']))}")
+    parent = card.get("parent_model")
+    if parent:
+        name = parent.get("name", "?") if isinstance(parent, dict) else parent
+        lines.append(f"Fine-tuned from <b>{esc(str(name))}</b>"
+                     + (f" on {esc(str(card['date'])[:10])}" if card.get("date") else ""))
     return "<br>".join(lines)
 
 

@@ -24,7 +24,7 @@ from .cot import PROMPT
 from .dataset import NightData
 from .stages import STAGES
 from .vlm.config import VLMConfig
-from .vlm.model import EEGVLM
+from .vlm.model import EEGVLM, VLMOutput
 from .vlm.tokenizer import encode_example, pad_batch, train_tokenizer
 
 
@@ -83,6 +83,47 @@ def _batches(n: int, stages: np.ndarray, settings: TrainSettings,
 
 
 Progress = Callable[[int, int, dict], None]
+
+
+def lr_schedule(optimizer: torch.optim.Optimizer, total: int
+                ) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over the first 5 % of ``total`` steps, then cosine decay to 0.
+
+    Shared with :mod:`.finetune`, so both loops follow the same schedule.
+    """
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / max(1, total // 20))
+        * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+
+
+def batch_loss(model: torch.nn.Module, images: np.ndarray,
+               examples: Sequence[tuple[list[int], list[int]]], stages: np.ndarray,
+               batch: np.ndarray, pad_id: int, device: torch.device) -> VLMOutput:
+    """The joint loss of one mini-batch (``model`` may be a DDP wrapper of an EEGVLM).
+
+    Parameters
+    ----------
+    model : EEGVLM or a wrapper of one
+        Called as ``model(images, input_ids, attention_mask, labels, stage_labels)``.
+    images : ndarray
+        All rendered epochs ``(n, S, S, 3)`` uint8; ``batch`` picks the rows.
+    examples : sequence of (input_ids, labels)
+        ``encode_example`` of every answer, in the order of ``images``.
+    stages : ndarray
+        Stage index of every example.
+    batch : ndarray of int
+        Rows of this mini-batch.
+    pad_id : int
+        The tokenizer's pad id.
+    device : torch.device
+        Where the model is; bfloat16 autocast on CUDA (as every training run uses).
+    """
+    ids, mask = pad_batch([examples[i][0] for i in batch], pad_id)
+    labels, _ = pad_batch([examples[i][1] for i in batch], -100)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        return model(images[batch], torch.tensor(ids, device=device),
+                     torch.tensor(mask, device=device), torch.tensor(labels, device=device),
+                     torch.as_tensor(stages[batch], device=device))
 
 
 def train(data: NightData, settings: TrainSettings, device: str = "auto",
@@ -160,9 +201,7 @@ def train(data: NightData, settings: TrainSettings, device: str = "auto",
     rng = np.random.default_rng(settings.seed)
     steps_per_epoch = math.ceil(len(data) / settings.batch_size)
     total = settings.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(1, total // 20))
-        * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    sched = lr_schedule(opt, total)
     history: list[dict] = []
     if ckpt is not None:
         # After _seed and model building on purpose: the checkpoint's RNG states win.
@@ -171,7 +210,6 @@ def train(data: NightData, settings: TrainSettings, device: str = "auto",
     first = len(history)
     done = first * steps_per_epoch
     seconds0 = history[-1]["seconds"] if history else 0.0
-    use_amp = dev.type == "cuda"
     t0 = time.perf_counter()
     for epoch in range(first, settings.epochs):
         model.train()
@@ -179,12 +217,8 @@ def train(data: NightData, settings: TrainSettings, device: str = "auto",
         for batch in _batches(len(data), stages, settings, rng):
             if should_stop is not None and should_stop():
                 return model.eval(), tok, history
-            ids, mask = pad_batch([examples[i][0] for i in batch], int(tok.pad_token_id))
-            labels, _ = pad_batch([examples[i][1] for i in batch], -100)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
-                out = model(data.images[batch], torch.tensor(ids, device=dev),
-                            torch.tensor(mask, device=dev), torch.tensor(labels, device=dev),
-                            torch.as_tensor(stages[batch], device=dev))
+            out = batch_loss(model, data.images, examples, stages, batch,
+                             int(tok.pad_token_id), dev)
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -21,6 +21,8 @@ from ..core.rendering import render_night
 from . import dialogs
 from .agreement_panel import AgreementPanel
 from .epoch_panel import EpochPanel
+from .finetune_panel import FinetunePanel
+from .loop_controller import LoopController
 from .model_panel import ModelPanel
 from .review_panel import ReviewPanel
 from .workers import ModelWorker
@@ -81,6 +83,10 @@ class ModelController(QObject):
         window.tabifyDockWidget(window.stats_dock, self.model_dock)
         window.tabifyDockWidget(self.model_dock, self.review_dock)
         window.tabifyDockWidget(self.review_dock, self.agreement_dock)
+        self.finetune_panel = FinetunePanel()
+        self.finetune_dock = _dock(window, "Fine-tune", "finetuneDock", self.finetune_panel)
+        window.tabifyDockWidget(self.agreement_dock, self.finetune_dock)
+        self.loop = LoopController(window, self.finetune_panel)
         window.stats_dock.raise_()
 
         self._explain_timer = QTimer(self)
@@ -126,6 +132,8 @@ class ModelController(QObject):
                 "accept_model": self.accept_current, "accept_model_page": self.accept_page,
                 "next_uncertain": self.goto_next_unsure, "next_review": self.goto_next_review,
                 "toggle_attention": lambda: self.set_attention_visible(not self.attention_on),
+                "export_finetune": self.finetune_panel._choose_export,
+                "finetune": self.finetune_dock.raise_,
                 "show_model_hypnogram": lambda: self._toggle("show_model_hypnogram"),
                 "show_hypnodensity": lambda: self._toggle("show_hypnodensity"),
                 "show_disagreements": lambda: self._toggle("show_disagreements")}
@@ -431,5 +439,6 @@ class ModelController(QObject):
     def shutdown(self) -> bool:
         self._explain_timer.stop()
         self._refresh_timer.stop()
+        self.loop.shutdown()
         # Long enough for a model load in progress (torch's first import takes seconds).
         return self.worker.shutdown(timeout_ms=30000)

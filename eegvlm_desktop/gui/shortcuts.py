@@ -26,6 +26,8 @@ SHORTCUTS: tuple[Shortcut, ...] = (
              "Load stages from CSV/TSV, EDF+, YASA text, NSRR XML or JSON", "File"),
     Shortcut("export_hypnogram", ("Ctrl+E",), "&Export hypnogram…",
              "Save stages as CSV/TSV, EDF+ annotations, BIDS events or JSON", "File"),
+    Shortcut("export_finetune", ("Ctrl+Shift+E",), "Export &fine-tuning dataset…",
+             "Write your labels as a dataset the model can learn from (de-identified)", "File"),
     Shortcut("quit", ("Ctrl+Q",), "&Quit", "Close the app (labels are already saved)", "File"),
     # Edit
     Shortcut("undo", ("Ctrl+Z",), "&Undo", "Undo the last label change", "Edit"),
@@ -79,6 +81,8 @@ SHORTCUTS: tuple[Shortcut, ...] = (
              "is unsure or disagrees with your label", "Model"),
     Shortcut("next_review", ("Q",), "Next in review &queue", "Go to the next unreviewed epoch "
              "of the review queue", "Model"),
+    Shortcut("finetune", (), "&Fine-tune on exports…", "Fine-tune the current model on "
+             "exported corrections, in the background", "Model"),
     Shortcut("show_model_hypnogram", (), "Show model &hypnogram", "Draw the model's stages "
              "over the expert hypnogram (toggle)", "Model"),
     Shortcut("show_hypnodensity", (), "Show hypno&density", "Draw the model's stage "

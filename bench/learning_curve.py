@@ -1,0 +1,130 @@
+"""Does the model learn from an expert's corrections? A learning curve on the real night (JSON).
+
+Protocol (every number comes from epochs the tuned model never trained on):
+
+* The parent is a model that never saw block ``--block`` of the SC4001 standard window: by
+  default the fold model kept by ``eegvlm evaluate --cv blocks:5 --folds 2 --save-models
+  .devdata/cv`` (trained on blocks 0, 1, 3, 4). The shipped default model cannot be used on
+  SC4001: it was trained on every epoch of it.
+* That block is cut in two contiguous halves in time: the first half is the *tuning* block,
+  the second half the *test* block, never used for tuning.
+* An expert is simulated reviewing a growing share (0, 25, 50, 100 %) of the tuning block: a
+  random subset (per seed) of its epochs gets the real expert label (confirming the model
+  where it was right, correcting it where it was wrong), with reasoning targets regenerated
+  from the measured evidence for that label, as the app's export does.
+* The parent is fine-tuned on the reviewed epochs (``core/finetune.py``, same settings for
+  every point) and scored on the test block: accuracy, macro-F1, kappa (the direct answer,
+  as the app's whole-night pass). Share 0 is the parent itself.
+
+    python bench/learning_curve.py [--parent DIR] [--block 2] [--seeds 0 1 2] [--epochs 5]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data" / "sleep-edf"
+CACHE = REPO / ".devdata" / "sc4001.npz"
+
+
+def _night():
+    """The SC4001 standard window as training examples (cached: building takes ~15 s)."""
+    from eegvlm_desktop.core.dataset import build_night, load_dataset, save_dataset
+
+    if CACHE.exists():
+        return load_dataset(CACHE)
+    data = build_night(SHARED / "SC4001E0-PSG.edf", SHARED / "SC4001EC-Hypnogram.edf")
+    CACHE.parent.mkdir(exist_ok=True)
+    save_dataset(data, CACHE)
+    return data
+
+
+def _metrics(model, data, idx) -> dict:
+    from eegvlm_desktop.core.metrics import stage_metrics
+    from eegvlm_desktop.core.stages import STAGES
+    from eegvlm_desktop.core.training import predict_probs
+
+    pred = [STAGES[i] for i in predict_probs(model, data.images[idx]).argmax(1)]
+    m = stage_metrics([data.stages[i] for i in idx], pred)
+    return {k: m[k] for k in ("accuracy", "macro_f1", "kappa")}
+
+
+def _summary(values: list[float]) -> dict:
+    a = np.asarray(values, dtype=float)
+    return {"mean": round(float(a.mean()), 4), "std": round(float(a.std(ddof=1)), 4)
+            if a.size > 1 else 0.0, "values": [round(float(v), 4) for v in a]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--parent", default=str(REPO / ".devdata" / "cv" / "fold2"))
+    ap.add_argument("--block", type=int, default=2, help="the block the parent never saw")
+    ap.add_argument("--k", type=int, default=5)
+    ap.add_argument("--shares", type=float, nargs="+", default=[0.0, 0.25, 0.5, 1.0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    args = ap.parse_args()
+    sys.path.insert(0, str(REPO))
+    import torch
+
+    from eegvlm_desktop.core.finetune import FinetuneSettings, finetune
+    from eegvlm_desktop.core.protocol import block_folds
+    from eegvlm_desktop.core.vlm.weights import load_model
+
+    torch.set_num_threads(args.threads)
+    data = _night()
+    parent, _, manifest = load_model(args.parent, "cpu")
+    held = manifest.get("card", {}).get("training_data", {}).get("held_out_block", {})
+    if held and held.get("fold") != args.block:
+        raise SystemExit(f"--parent never saw block {held.get('fold')}, not --block "
+                         f"{args.block}: pass the matching fold model.")
+    if not held:
+        print("warning: the parent's card does not say which block it never saw; the "
+              "numbers are only honest if it never trained on this night", file=sys.stderr)
+    block = block_folds(np.arange(len(data)), args.k)[args.block][1]
+    half = len(block) // 2
+    tune, test = block[:half], block[half:]
+    parent_scores = _metrics(parent, data, test)
+    curve = []
+    t0 = time.perf_counter()
+    for share in args.shares:
+        rows = []
+        for seed in args.seeds:
+            if share == 0:
+                rows.append(parent_scores)
+                continue
+            rng = np.random.default_rng(seed)
+            n = max(1, int(round(share * len(tune))))
+            reviewed = np.sort(rng.choice(tune, size=n, replace=False))
+            settings = FinetuneSettings(epochs=args.epochs, lr=args.lr, seed=seed)
+            result = finetune(args.parent, data.subset(reviewed), settings, "cpu")
+            rows.append(_metrics(result.model, data, test))
+            print(json.dumps({"share": share, "seed": seed, "reviewed": int(n), **rows[-1]}),
+                  file=sys.stderr, flush=True)
+        curve.append({"share_corrected": share,
+                      "reviewed_epochs": int(round(share * len(tune))),
+                      **{k: _summary([r[k] for r in rows]) for k in rows[0]}})
+    print(json.dumps({
+        "benchmark": "learning_curve",
+        "parent": str(Path(args.parent).name), "parent_never_saw": held or None,
+        "split": (f"SC4001 standard window, blocked {args.k}-fold block {args.block} "
+                  f"({len(block)} epochs, never seen by the parent): tuning = its first "
+                  f"{len(tune)} epochs (epochs {int(data.epochs[tune[0]])}-"
+                  f"{int(data.epochs[tune[-1]])}), test = its last {len(test)} epochs "
+                  f"(epochs {int(data.epochs[test[0]])}-{int(data.epochs[test[-1]])}), "
+                  "never used for tuning"),
+        "settings": {"epochs": args.epochs, "lr": args.lr, "seeds": args.seeds},
+        "curve": curve, "seconds": round(time.perf_counter() - t0, 1)}))
+
+
+if __name__ == "__main__":
+    main()
