@@ -166,7 +166,8 @@ class ModelController(QObject):
         self.roles = pick_roles(doc.recording.ch_names, doc.recording.ch_types)
         self.explanation = self.explained_epoch = None
         self.w.hypnogram_view.set_model_layer(self.layer)
-        self.review_panel.set_data(self.layer, list(doc.hypnogram.stages))
+        self.review_panel.set_data(self.layer, list(doc.hypnogram.stages),
+                                   origin=doc.recording.meas_date)
         self.agreement_panel.update_metrics(None)
         self.epoch_panel.clear()
         self.model_panel.set_finished(" ")
