@@ -46,6 +46,32 @@ def _night():
     return data
 
 
+DREAMS = REPO.parent / "shared" / "data" / "dreams-spindles"
+#: DREAMS' usual R&K codes (5 W, 4 REM, 3 S1, 2 S2, 1 S3, 0 S4), not verified against the
+#: database documentation here.
+DREAMS_CODES = {5: "W", 4: "R", 3: "N1", 2: "N2", 1: "N3", 0: "N3"}
+
+
+def _dreams():
+    """DREAMS excerpt 3 (another lab: C3-A1 at 50 Hz) as 60 scored 30-s epochs.
+
+    The hypnogram has 5-s epochs; each 30-s epoch takes the majority of its six. The data
+    never leave this machine (the licence forbids redistribution): only numbers do.
+    """
+    import tempfile
+    from collections import Counter
+
+    from eegvlm_desktop.core.dataset import build_night
+
+    codes = [int(x) for x in (DREAMS / "Hypnogram_excerpt3.txt").read_text().split()[1:]]
+    stages = [Counter(DREAMS_CODES[c] for c in codes[i:i + 6]).most_common(1)[0][0]
+              for i in range(0, len(codes) - 5, 6)]
+    tmp = Path(tempfile.mkdtemp()) / "excerpt3.csv"
+    tmp.write_text("onset,duration,stage\n" + "".join(
+        f"{30 * i},30,{s}\n" for i, s in enumerate(stages)))
+    return build_night(DREAMS / "excerpt3.edf", tmp, epoch_indices=np.arange(len(stages)))
+
+
 def _metrics(model, data, idx) -> dict:
     from eegvlm_desktop.core.metrics import stage_metrics
     from eegvlm_desktop.core.stages import STAGES
@@ -72,6 +98,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--data", choices=("sc4001", "dreams"), default="sc4001",
+                    help="dreams: parent = the shipped default model (never saw DREAMS), "
+                         "tuning = the first half of excerpt 3, test = the second half")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
     import torch
@@ -81,16 +110,28 @@ def main() -> None:
     from eegvlm_desktop.core.vlm.weights import load_model
 
     torch.set_num_threads(args.threads)
-    data = _night()
+    if args.data == "dreams":
+        if args.parent == ap.get_default("parent"):
+            args.parent = str(REPO / "model_weights" / "default")
+        data = _dreams()
+        block = np.arange(len(data))
+        where = "DREAMS excerpt 3 (60 epochs, 30-s majority of the 5-s R&K hypnogram)"
+    else:
+        data = _night()
+        block = None
+        where = None
     parent, _, manifest = load_model(args.parent, "cpu")
     held = manifest.get("card", {}).get("training_data", {}).get("held_out_block", {})
-    if held and held.get("fold") != args.block:
+    if args.data == "dreams":
+        held = {"recording": "DREAMS excerpt 3 was never in any training data"}
+    elif held and held.get("fold") != args.block:
         raise SystemExit(f"--parent never saw block {held.get('fold')}, not --block "
                          f"{args.block}: pass the matching fold model.")
-    if not held:
+    if not held and args.data != "dreams":
         print("warning: the parent's card does not say which block it never saw; the "
               "numbers are only honest if it never trained on this night", file=sys.stderr)
-    block = block_folds(np.arange(len(data)), args.k)[args.block][1]
+    if block is None:
+        block = block_folds(np.arange(len(data)), args.k)[args.block][1]
     half = len(block) // 2
     tune, test = block[:half], block[half:]
     parent_scores = _metrics(parent, data, test)
@@ -116,8 +157,9 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "learning_curve",
         "parent": str(Path(args.parent).name), "parent_never_saw": held or None,
-        "split": (f"SC4001 standard window, blocked {args.k}-fold block {args.block} "
-                  f"({len(block)} epochs, never seen by the parent): tuning = its first "
+        "split": (where or f"SC4001 standard window, blocked {args.k}-fold block "
+                  f"{args.block}") + (f" ({len(block)} epochs, never seen by the parent): "
+                  f"tuning = its first "
                   f"{len(tune)} epochs (epochs {int(data.epochs[tune[0]])}-"
                   f"{int(data.epochs[tune[-1]])}), test = its last {len(test)} epochs "
                   f"(epochs {int(data.epochs[test[0]])}-{int(data.epochs[test[-1]])}), "
