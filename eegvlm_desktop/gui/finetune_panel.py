@@ -22,7 +22,7 @@ class FinetunePanel(QWidget):
         ``(folder, include_identity)``.
     finetuneRequested(dict)
         ``folders`` (list of export folders), ``name`` (new model), ``epochs``,
-        ``freeze_vision``.
+        ``freeze_vision``, ``holdout`` (keep the last 20 % of each export for evaluation).
     cancelRequested()
     """
 
@@ -54,6 +54,9 @@ class FinetunePanel(QWidget):
         self.epochs_spin.setRange(1, 200)
         self.epochs_spin.setValue(5)
         self.freeze_check = QCheckBox("Freeze the vision side (tune the language model only)")
+        self.holdout_check = QCheckBox("Hold out the last 20 % of each export to measure "
+                                       "accuracy before/after")
+        self.holdout_check.setChecked(True)
         self.start_button = QPushButton("Fine-tune")
         self.cancel_button = QPushButton("Cancel")
         box2 = QGroupBox("Fine-tune the current model")
@@ -72,6 +75,7 @@ class FinetunePanel(QWidget):
         lay2.addLayout(row)
         lay2.addLayout(form)
         lay2.addWidget(self.freeze_check)
+        lay2.addWidget(self.holdout_check)
         lay2.addLayout(buttons)
         # --- progress + log (shared by both jobs)
         self.progress = QProgressBar()
@@ -86,7 +90,8 @@ class FinetunePanel(QWidget):
         lay.addWidget(self.progress)
         lay.addWidget(self.log, 1)
         for w in (self.export_button, self.add_button, self.remove_button, self.start_button,
-                  self.cancel_button, self.identity_check, self.freeze_check):
+                  self.cancel_button, self.identity_check, self.freeze_check,
+                  self.holdout_check):
             w.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # scoring keys stay with the window
 
         self.export_button.clicked.connect(self._choose_export)
@@ -130,7 +135,8 @@ class FinetunePanel(QWidget):
             return
         self.finetuneRequested.emit({"folders": folders, "name": name,
                                      "epochs": self.epochs_spin.value(),
-                                     "freeze_vision": self.freeze_check.isChecked()})
+                                     "freeze_vision": self.freeze_check.isChecked(),
+                                     "holdout": self.holdout_check.isChecked()})
 
     # ----------------------------------------------------------------- feedback
     def set_busy(self, busy: bool) -> None:

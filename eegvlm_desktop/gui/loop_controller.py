@@ -36,9 +36,27 @@ def run_export(recording_path: str, hypnogram, layer: ModelLayer | None, model_f
                                    should_stop=should_stop, progress=progress)
 
 
+#: Share of each export's epochs (the last ones in time) kept out of fine-tuning to measure it.
+HOLDOUT = 0.2
+
+
+def split_holdout(data, share: float = HOLDOUT):
+    """(tune, held-out) examples: the last ``share`` of each night in time, so the held-out
+    epochs are a contiguous stretch never fine-tuned on (neighbours leak less than a random
+    pick would)."""
+    tune, held = [], []
+    for night in np.unique(data.night):
+        idx = np.flatnonzero(data.night == night)
+        idx = idx[np.argsort(data.epochs[idx], kind="stable")]
+        cut = len(idx) - int(round(share * len(idx)))
+        tune.extend(idx[:cut])
+        held.extend(idx[cut:])
+    return data.subset(np.array(tune, int)), data.subset(np.array(held, int))
+
+
 def run_finetune(model_folder: str, folders: list[str], out: str, epochs: int,
-                 freeze_vision: bool, *, should_stop: Callable[[], bool],
-                 progress: Callable[..., None]) -> str:
+                 freeze_vision: bool, holdout: bool = True, *,
+                 should_stop: Callable[[], bool], progress: Callable[..., None]) -> str:
     """Worker-thread job: fine-tune ``model_folder`` on export folders, save as ``out``."""
     from ..core.errors import EEGVLMError
     from ..core.export import load_finetune_dataset
@@ -49,13 +67,32 @@ def run_finetune(model_folder: str, folders: list[str], out: str, epochs: int,
         raise EEGVLMError(f"A model named {Path(out).name!r} already exists in "
                           f"{Path(out).parent}: choose another name.")
     data = load_finetune_dataset([Path(f) for f in folders])
+    held = None
+    if holdout and len(data) >= 10:
+        data, held = split_holdout(data)
     settings = FinetuneSettings(epochs=epochs, freeze_vision=freeze_vision)
     result = finetune(model_folder, data, settings, "auto", progress=progress,
-                      should_stop=should_stop)
+                      should_stop=should_stop, eval_data=held)
     if result.stopped:
         raise EEGVLMError("Fine-tuning was cancelled; no model was saved.")
     save_finetuned(result, Path(out), read_manifest_json(model_folder), data.meta, settings)
     return out
+
+
+def _metrics_line(folder: str) -> str:
+    """Accuracy before/after on the held-out epochs, from the new model's card."""
+    from ..core.errors import EEGVLMError
+    from ..core.model_card import read_manifest_json
+
+    try:
+        metrics = (read_manifest_json(folder).get("card") or {}).get("metrics")
+    except EEGVLMError:
+        return ""
+    if not metrics or not metrics.get("before") or not metrics.get("after"):
+        return "No held-out epochs: accuracy was not measured."
+    b, a = metrics["before"], metrics["after"]
+    return (f"Held-out accuracy {b['accuracy']:.1%} → {a['accuracy']:.1%}, kappa "
+            f"{(b.get('kappa') or 0):.2f} → {(a.get('kappa') or 0):.2f} ({metrics['split']})")
 
 
 class LoopController(QObject):
@@ -101,7 +138,7 @@ class LoopController(QObject):
                                 f"{len(params['folders'])} export(s) → {out}")
         return self.jobs.submit("finetune", run_finetune, folder, list(params["folders"]), out,
                                 int(params["epochs"]), bool(params["freeze_vision"]),
-                                cancellable=True)
+                                bool(params.get("holdout", True)), cancellable=True)
 
     def cancel(self) -> None:
         if self._kind is not None:
@@ -143,6 +180,7 @@ class LoopController(QObject):
                 self.panel.add_folder(str(folder))
         else:
             self.panel.append_log(f"New model saved: {result}")
+            self.panel.append_log(_metrics_line(result))
             self.w.model.model_panel.refresh_models()  # it appears in the model list
 
     def _on_failed(self, request_id: int, kind: str, message: str) -> None:

@@ -40,9 +40,13 @@ def test_export_then_finetune_adds_a_model(scored, qtbot, tmp_path):
     with qtbot.waitSignal(loop.jobs.jobDone, timeout=120000,
                           check_params_cb=kind_is("finetune")):
         loop.start_finetune({"folders": [str(out)], "name": "default-ft", "epochs": 1,
-                             "freeze_vision": True})
+                             "freeze_vision": True, "holdout": True})
     card = json.loads((models / "default-ft" / "MANIFEST.json").read_text())["card"]
     assert card["parent_model"]["name"] == "default"
+    # Held out: the last 2 of the 10 epochs measured before/after, never fine-tuned on.
+    assert card["metrics"]["before"]["n_epochs"] == card["metrics"]["after"]["n_epochs"] == 2
+    assert card["n_examples"] == 8
+    assert "Held-out accuracy" in w.model.finetune_panel.log.toPlainText()
     combo = w.model.model_panel.model_combo
     assert combo.findText("default-ft") >= 0  # the new model is in the list
     w.model.model_panel.add_folder(str(models / "default-ft"))
