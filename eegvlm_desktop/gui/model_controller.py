@@ -283,7 +283,10 @@ class ModelController(QObject):
         # The hypnogram view redraws itself from the layer's events.
         if self.w.epoch in indices:
             self._show_epoch_header()
-        self._refresh_timer.start()
+        # Throttled, not debounced: during a run batches arrive every ~0.25 s, and a timer
+        # restarted by each would only fire at the end; this refreshes at most every 400 ms.
+        if not self._refresh_timer.isActive():
+            self._refresh_timer.start()
 
     def _refresh_lists(self) -> None:
         if self.layer is None or self.w.doc is None:
