@@ -121,3 +121,11 @@ def test_model_layer_toggles_in_the_menu(opened, qtbot):
         act.trigger()
         assert not act.isChecked()
     assert view._show == {"model": False, "density": False, "ticks": False}
+
+
+def test_epoch_panel_follows_navigation_once_it_pauses(opened, qtbot):
+    w = opened
+    for _ in range(3):
+        key(qtbot, w, Qt.Key.Key_Right)
+    qtbot.waitUntil(lambda: w.model.epoch_panel.epoch == w.epoch, timeout=5000)
+    assert w.model.review_panel.selected_epoch in (None, w.epoch)
