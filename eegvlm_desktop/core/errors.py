@@ -47,6 +47,15 @@ class StorageError(EEGVLMError):
     """Labels could not be saved or restored."""
 
 
+def is_oom(err: BaseException) -> bool:
+    """Whether ``err`` is an out-of-memory error of the model (CUDA or CPU allocator).
+
+    torch's ``OutOfMemoryError`` is a ``RuntimeError`` saying "out of memory", so the text
+    decides, and code that never loaded torch can ask without importing it.
+    """
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
 def check_option(name: str, value: object, allowed: tuple | list) -> None:
     """Raise ``ValueError`` naming the parameter, the allowed values and the value given."""
     if value not in allowed:

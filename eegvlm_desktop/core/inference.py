@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import EEGVLMError
+from .errors import EEGVLMError, is_oom
 from .montage import describe_roles, pick_roles
 from .rendering import RENDERER_VERSION, render_night
 
@@ -72,13 +72,6 @@ class RunReport:
     device: str
     batch_size: int
     notes: list[str]
-
-
-def _is_oom(err: BaseException) -> bool:
-    import torch
-
-    return isinstance(err, torch.cuda.OutOfMemoryError) or (
-        isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
 
 
 class InferenceEngine:
@@ -156,7 +149,7 @@ class InferenceEngine:
             try:
                 return predict_probs(self.model, images, self.batch_size)
             except Exception as err:  # noqa: BLE001 - only OOM is handled, the rest re-raised
-                if not _is_oom(err):
+                if not is_oom(err):
                     raise
                 import torch
 

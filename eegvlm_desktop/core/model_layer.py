@@ -72,6 +72,12 @@ class ModelLayer(ChangeNotifier):
         self._proba[idx] = p
         self._notify(idx.tolist())
 
+    def copy(self) -> ModelLayer:
+        """A snapshot without listeners (for a background job while this one keeps changing)."""
+        other = ModelLayer(len(self), self.model_name)
+        other._proba = self._proba.copy()
+        return other
+
     def clear(self, model_name: str | None = None) -> None:
         """Forget every result (a new model or a re-run): stale results never mix in."""
         if model_name is not None:

@@ -117,12 +117,8 @@ class LoopController(QObject):
         doc, mc = self.w.doc, self.w.model
         if doc is None:
             return None
-        layer = None
-        if mc.layer is not None and mc.layer.n_done:
-            # A snapshot: the GUI thread keeps updating the live layer during a run.
-            layer = ModelLayer(len(mc.layer), mc.layer.model_name)
-            done = np.flatnonzero(mc.layer.done)
-            layer.set_proba(done, np.array(mc.layer.proba[done]))
+        # A snapshot: the GUI thread keeps updating the live layer during a run.
+        layer = mc.layer.copy() if mc.layer is not None and mc.layer.n_done else None
         self._start("export", f"Exporting to {out}…")
         return self.jobs.submit("export", run_export, str(doc.recording.path),
                                 doc.hypnogram.copy(), layer, mc.model_panel.folder(), out,

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from ..core.errors import EEGVLMError
+from ..core.errors import EEGVLMError, is_oom
 
 
 class _JobRunner(QObject):
@@ -66,7 +66,7 @@ def _message(err: BaseException) -> str:
         return str(err)
     if isinstance(err, MemoryError):
         return "Out of memory while running this task."
-    if isinstance(err, RuntimeError) and "out of memory" in str(err).lower():
+    if is_oom(err):
         return "Out of GPU memory while running this task: try the CPU or a smaller batch."
     traceback.print_exception(err)
     return f"{type(err).__name__}: {err}"
@@ -208,13 +208,12 @@ class _ModelRunner(QObject):
             try:
                 engine = InferenceEngine.load(folder, rec, device)
             except Exception as err:  # noqa: BLE001 - any GPU failure falls back to the CPU
-                from ..core.inference import _is_oom
                 from ..core.vlm.weights import ModelFolderError
 
                 # A broken folder fails on the CPU too: say so instead of retrying.
                 if device == "cpu" or isinstance(err, ModelFolderError):
                     raise
-                why = "not enough GPU memory" if _is_oom(err) else str(err)
+                why = "not enough GPU memory" if is_oom(err) else str(err)
                 notes.append(f"Could not use the GPU ({why}): loaded on the CPU instead.")
                 engine = InferenceEngine.load(folder, rec, "cpu")
         except EEGVLMError as err:

@@ -58,3 +58,15 @@ def test_agreement_uses_epochs_both_scored():
     m = layer.agreement(["W", "N2", "N3", "N2"])
     assert m["n_epochs"] == 3 and m["accuracy"] == pytest.approx(2 / 3)
     assert m["confusion"][3][2] == 1
+
+
+def test_copy_is_a_snapshot_without_listeners():
+    layer = ModelLayer(3, "m")
+    layer.set_proba([0], onehot("N2"))
+    seen = []
+    layer.subscribe(seen.append)
+    snap = layer.copy()
+    layer.set_proba([1], onehot("W"))
+    assert snap.n_done == 1 and snap.model_name == "m" and layer.n_done == 2
+    snap.set_proba([2], onehot("R"))
+    assert seen == [[1]]  # the copy does not notify the original's listeners
