@@ -61,6 +61,11 @@ def add_parsers(sub) -> None:
     e.add_argument("--yasa", action="store_true", help="also score YASA on the same epochs")
     e.add_argument("--save-models", metavar="DIR", help="with --cv: save each fold's model "
                    "in DIR/fold<k> (its card names the blocks it never saw)")
+    e.add_argument("--cv-models", metavar="DIR", help="with --cv: instead of training, use "
+                   "the fold models an earlier --save-models wrote in DIR/fold<k> (each is "
+                   "checked to have never seen its block)")
+    e.add_argument("--save-probs", metavar="FILE", help="also write every evaluated epoch's "
+                   "probabilities (epoch alone and with night context) to this JSON file")
     e.add_argument("--reasoning", type=_positive_int, metavar="N", help="also generate the "
                    "reasoning for N evaluated epochs (per fold with --cv) and report how often "
                    "its stage agrees with the direct answer")
@@ -175,7 +180,11 @@ def run(args: argparse.Namespace) -> int:
     """Dispatch ``train`` / ``evaluate`` / ``finetune``; user errors raise EEGVLMError."""
     if args.command == "finetune":
         return _finetune(args)
-    return _train(args) if args.command == "train" else _evaluate(args)
+    if args.command == "train":
+        return _train(args)
+    from .cli_evaluate import evaluate
+
+    return evaluate(args, _pair, _parse_folds, _ProgressBar)
 
 
 def _train(args) -> int:
@@ -218,7 +227,7 @@ def _train(args) -> int:
                          "resumed_from_epoch": resumed,
                          "seconds": round(time.perf_counter() - t0, 1)},
             "metrics": None}
-    save_model(model.cpu(), tok, out, card)
+    save_model(model.cpu(), tok, out, card, data.sequence_model(settings.balance))
     print(json.dumps({"model": str(out), "examples": len(data), "recordings": len(pairs),
                       "final": history[-1], "checkpoint_dir": str(ckpt_dir),
                       "resumed_from_epoch": resumed}), flush=True)
@@ -267,144 +276,4 @@ def _finetune(args) -> int:
                       "processes": result.num_processes,
                       "metrics_before": result.metrics_before,
                       "metrics_after": result.metrics_after}), flush=True)
-    return 0
-
-
-def _reasoning(model, tok, data, indices, n: int) -> dict:
-    """Reasoned vs direct answers on ``n`` of ``indices``, spread evenly (held-out ones)."""
-    import numpy as np
-
-    from .core.vlm.explain import reasoning_agreement
-
-    pick = np.asarray(indices)[np.linspace(0, len(indices) - 1, min(n, len(indices)))
-                               .round().astype(int)]
-    return reasoning_agreement(model, tok, data.images[pick], [data.stages[i] for i in pick])
-
-
-def _save_fold_model(model, tok, folder: Path, data, te, fold: int, k: int, settings) -> None:
-    """Keep one CV fold's model, its card naming exactly which epochs it never saw."""
-    from .core.vlm.weights import save_model
-
-    card = {"name": folder.name,
-            "training_data": {**data.meta, "epochs": len(data) - len(te),
-                              "held_out_block": {"fold": fold, "k": k,
-                                                 "first_epoch": int(data.epochs[te[0]]),
-                                                 "last_epoch": int(data.epochs[te[-1]])}},
-            "training": {"settings": settings.to_dict()},
-            "metrics": None,
-            "note": f"blocked {k}-fold CV model: trained on every block of the standard window "
-                    f"except block {fold} (epochs {int(data.epochs[te[0]])}-"
-                    f"{int(data.epochs[te[-1]])}), which it never saw"}
-    save_model(model.cpu(), tok, folder, card)
-
-
-def _evaluate(args) -> int:
-    import numpy as np
-
-    from .core.dataset import build_night
-    from .core.metrics import stage_metrics
-    from .core.protocol import PROTOCOL_TEXT, block_folds
-    from .core.rendering import RENDERER_VERSION
-    from .core.stages import STAGES
-    from .core.training import TrainSettings, cross_validate, pick_device, predict_probs
-    from .core.model_card import trained_on
-    from .core.vlm.weights import load_model, read_manifest
-
-    for flag, value in (("--folds", args.folds), ("--epochs", args.epochs),
-                        ("--save-models", args.save_models)):
-        if value is not None and not args.cv:
-            raise EEGVLMError(f"{flag} only applies to cross-validation: add --cv blocks:K, "
-                              f"or drop {flag} (got {flag} {value}).")
-    psg, hyp = _pair(args.data)
-    manifest = read_manifest(args.model)
-    data = build_night(psg, hyp)
-    result = {"model": str(args.model), "recording": Path(psg).name, "epochs": len(data),
-              "protocol": PROTOCOL_TEXT, "channel_roles": data.meta["channel_roles"],
-              "label_mapping": data.meta["label_mapping"]}
-    evaluated = np.arange(len(data))
-    reasoning: list[dict] = []
-    if args.cv:
-        kind, _, k_text = args.cv.partition(":")
-        if kind != "blocks" or not k_text.isdigit() or not 2 <= int(k_text) <= len(data):
-            raise EEGVLMError(f"--cv expects blocks:K with K from 2 to the night's {len(data)} "
-                              f"scored epochs (e.g. blocks:5), got {args.cv!r}.")
-        k = int(k_text)
-        folds = _parse_folds(args.folds, k) if args.folds else list(range(k))
-        card = manifest.get("card") or {}
-        saved = (card.get("training") or {}).get("settings") or {}
-        settings = TrainSettings(**{k2: v for k2, v in saved.items()
-                                    if k2 in TrainSettings.__dataclass_fields__})
-        differ = args.epochs is not None and args.epochs != settings.epochs
-        if args.epochs is not None:
-            settings.epochs = args.epochs
-        bar = _ProgressBar(not args.no_progress, "cv")
-        try:
-            def on_model(f, m, t, te):
-                if args.reasoning:
-                    reasoning.append(_reasoning(m, t, data, te, args.reasoning))
-                if args.save_models:
-                    _save_fold_model(m, t, Path(args.save_models) / f"fold{f}", data, te, f, k,
-                                     settings)
-
-            probs = cross_validate(data, k, settings, args.device, progress=bar, folds=folds,
-                                   on_model=on_model)
-        finally:
-            bar.close()
-        splits = block_folds(np.arange(len(data)), k)
-        evaluated = np.sort(np.concatenate([splits[f][1] for f in folds]))
-        which = (f"all {k} folds ran" if len(folds) == k else
-                 f"ONLY folds {', '.join(map(str, folds))} of {k} ran (0-based, in time "
-                 f"order), so the metrics cover the {len(evaluated)} epochs of their blocks, "
-                 "not the whole night")
-        result["split"] = (f"blocked {k}-fold cross-validation inside the night; {which}; "
-                           "every epoch predicted by a model (this architecture and "
-                           "settings, trained from scratch) that never saw its block")
-        result["folds"] = folds
-        result["k"] = k
-        result["settings_differ_from_card"] = differ
-        result["training_settings"] = settings.to_dict()
-        result["device"] = str(pick_device(args.device))
-    else:
-        model, tok, _ = load_model(args.model, str(pick_device(args.device)),
-                                 expected_renderer_version=RENDERER_VERSION)
-        probs = predict_probs(model, data.images)
-        if args.reasoning:
-            reasoning.append(_reasoning(model, tok, data, evaluated, args.reasoning))
-        # By file name or Sleep-EDF record id: the bundled example is cut from SC4001.
-        held_out = not trained_on(manifest, psg)
-        result["split"] = ("held-out recording (not in the model's training data)" if held_out
-                           else "TRAINING DATA: this recording was used to train the model, "
-                                "so this is not an honest accuracy; use --cv blocks:K")
-        result["held_out"] = held_out
-    pred = np.array(STAGES)[np.nan_to_num(np.asarray(probs)).argmax(1)]
-    result["eegvlm"] = stage_metrics([data.stages[i] for i in evaluated], pred[evaluated])
-    if args.cv:
-        result["per_fold"] = []
-        for f in folds:
-            te = splits[f][1]
-            result["per_fold"].append(
-                {"fold": f, "epochs": len(te), "first_epoch": int(data.epochs[te[0]]),
-                 "last_epoch": int(data.epochs[te[-1]]),
-                 "eegvlm": stage_metrics([data.stages[i] for i in te], pred[te])})
-    if reasoning:
-        total = {key: sum(r[key] for r in reasoning) for key in ("epochs", "agree", "no_stage")}
-        n = max(total["epochs"], 1)
-        result["reasoning_vs_direct"] = {
-            **total,
-            "reasoned_accuracy": sum(r["reasoned_accuracy"] * r["epochs"] for r in reasoning) / n,
-            "direct_accuracy": sum(r["direct_accuracy"] * r["epochs"] for r in reasoning) / n,
-            "note": "reasoning generated greedily for epochs spread evenly over each evaluated "
-                    "block; 'agree' counts epochs whose reasoned stage equals the direct answer"}
-    if args.yasa:
-        from .core.hypnogram_io import read_hypnogram
-        from .core.recording import read_recording
-        from .core.yasa_baseline import compare_with_yasa
-
-        rec = read_recording(psg)
-        h = read_hypnogram(hyp, recording_start=rec.meas_date,
-                           recording_duration=rec.duration).hypnogram
-        # Same epochs as the model's numbers (with --folds, YASA runs on their span only).
-        result["yasa"] = compare_with_yasa(rec, h, data.epochs[evaluated])
-    json.dump(result, sys.stdout, indent=2)
-    print()
     return 0

@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import EEGVLMError
 from .rendering import RENDERER_VERSION
+from .sequence import StageSequenceModel
 from .stages import STAGES
 
 DATASET_FORMAT = 1
@@ -47,6 +48,19 @@ class NightData:
 
     def stage_indices(self) -> np.ndarray:
         return np.array([STAGES.index(s) for s in self.stages], dtype=np.int64)
+
+    def sequence_model(self, balanced: bool = True) -> StageSequenceModel:
+        """The night-context model of these examples' hypnograms (one count per night).
+
+        ``balanced`` must match the training run's ``TrainSettings.balance``.
+        """
+        nights = [(list(np.asarray(self.stages, dtype=object)[self.night == k]),
+                   self.epochs[self.night == k]) for k in np.unique(self.night)]
+        recs = self.meta.get("recordings") or []
+        return StageSequenceModel.fit_many(
+            nights, balanced=balanced,
+            source=f"expert hypnograms of the {len(self)} training epochs"
+                   + (f" ({', '.join(map(str, recs))})" if recs else ""))
 
 
 def build_night(psg: str | Path, hypnogram: str | Path,

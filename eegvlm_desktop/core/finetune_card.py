@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .model_card import trained_on
-from .vlm.weights import WEIGHTS_FILE, save_model
+from .vlm.weights import WEIGHTS_FILE, read_sequence, save_model
 
 if TYPE_CHECKING:
     from .finetune import FinetuneResult, FinetuneSettings
@@ -30,6 +30,9 @@ def save_finetuned(result: FinetuneResult, out_folder: str | Path, parent_manife
     later evaluation on any of them is flagged as not held out.
     """
     out = Path(out_folder)
+    # The parent's night context is kept: a few corrected epochs are too few transitions
+    # to re-count the stage dynamics of sleep from.
+    parent_sequence = read_sequence(parent_manifest, result.parent_folder)
     parent_card = parent_manifest.get("card") or {}
     parent_data = parent_card.get("training_data") or {}
     parent_recs = [str(r) for r in parent_data.get("recordings") or []]
@@ -59,7 +62,7 @@ def save_finetuned(result: FinetuneResult, out_folder: str | Path, parent_manife
         card["metrics"] = None
         card["metrics_note"] = ("no held-out data was given, so no accuracy was measured "
                                 "(none is ever measured on the fine-tuning data itself)")
-        return save_model(result.model, result.tokenizer, out, card)
+        return save_model(result.model, result.tokenizer, out, card, parent_sequence)
     ev = result.eval_summary or {}
     eval_recs = _recording_names(ev.get("meta") or {})
     split = (f"held-out data: {ev.get('n_examples')} epochs"
@@ -73,4 +76,4 @@ def save_finetuned(result: FinetuneResult, out_folder: str | Path, parent_manife
     # 'eegvlm' (= after) and 'split' are what the app's model list shows.
     card["metrics"] = {"split": split, "eval_data": ev, "before": result.metrics_before,
                        "after": result.metrics_after, "eegvlm": result.metrics_after}
-    return save_model(result.model, result.tokenizer, out, card)
+    return save_model(result.model, result.tokenizer, out, card, parent_sequence)

@@ -46,6 +46,10 @@ def test_train_then_evaluate_flags_training_data(tmp_path):
     assert result["held_out"] is False and "TRAINING DATA" in result["split"]
     assert result["eegvlm"]["n_epochs"] == result["epochs"] > 0
     assert set(result["eegvlm"]["per_stage_f1"]) == {"W", "N1", "N2", "N3", "R"}
+    # The trained folder carries its night context, counted from the training hypnogram.
+    seq = json.loads((tmp_path / "m" / "MANIFEST.json").read_text())["sequence"]
+    assert seq["n_transitions"] == len(STAGES) - 1 and "training epochs" in seq["source"]
+    assert result["eegvlm_context"]["n_epochs"] == result["eegvlm"]["n_epochs"]
 
 
 def test_evaluate_bad_inputs_are_clear_errors(tmp_path):
@@ -132,7 +136,10 @@ def test_evaluate_cv_selected_folds_json(tmp_path, capsys):
 
     _, _, saved = load_model(tmp_path / "cv" / "fold1")  # the fold's model, kept
     assert saved["card"]["training_data"]["held_out_block"]["first_epoch"] == 10
-    rv = json.loads(stdout)["reasoning_vs_direct"]
+    # Its night context counts only the training block (epochs 0-9: 9 transitions).
+    assert saved["sequence"]["n_transitions"] == 9
+    trained = json.loads(stdout)
+    rv = trained["reasoning_vs_direct"]
     assert rv["epochs"] == 2 and 0 <= rv["agree"] <= 2 and 0 <= rv["no_stage"] <= 2
     assert 0 <= rv["reasoned_accuracy"] <= 1 and 0 <= rv["direct_accuracy"] <= 1
 
@@ -147,3 +154,30 @@ def test_evaluate_bad_folds_are_clear_errors(tmp_path, capsys):
                            (["--folds", "0"], "--folds only applies")):
         code, _, stderr = cli(capsys, *base, *extra)
         assert code == 2 and message in stderr, (extra, stderr)
+
+
+def test_evaluate_cv_reuses_saved_fold_models(tmp_path, capsys):
+    psg, hyp = scored_night(tmp_path / "night.edf", tmp_path / "night.csv")
+    model = fake_model_folder(tmp_path / "m", epochs=1, batch_size=16)
+    base = ["evaluate", "--model", model, "--data", f"{psg}:{hyp}", "--device", "cpu",
+            "--cv", "blocks:2", "--no-progress"]
+    code, stdout, stderr = cli(capsys, *base, "--save-models", tmp_path / "cv")
+    assert code == 0, stderr
+    trained = json.loads(stdout)
+    assert all("eegvlm_context" in p for p in trained["per_fold"])
+    code, stdout, stderr = cli(capsys, *base, "--cv-models", tmp_path / "cv",
+                               "--save-probs", tmp_path / "probs.json")
+    assert code == 0, stderr
+    again = json.loads(stdout)
+    assert "fold models saved in" in again["split"]
+    for key in ("eegvlm", "eegvlm_context"):  # the same models give the same numbers
+        assert again[key]["confusion"] == trained[key]["confusion"]
+    saved = json.loads((tmp_path / "probs.json").read_text())
+    assert saved["epochs"] == list(range(20)) and len(saved["probs"]) == 20
+    assert len(saved["context_probs"]) == 20 and saved["expert"] == STAGES
+    # Fold models of another split are refused, with the reason.
+    code, _, stderr = cli(capsys, *base[:-3], "--cv", "blocks:4", "--folds", "1",
+                          "--cv-models", tmp_path / "cv")
+    assert code == 2 and "never saw" in stderr and "Traceback" not in stderr
+    code, _, stderr = cli(capsys, *base, "--cv-models", tmp_path / "cv", "--epochs", "3")
+    assert code == 2 and "--cv-models" in stderr

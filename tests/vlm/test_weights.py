@@ -94,3 +94,29 @@ def test_invalid_config(saved):
     _rewrite_config(folder, lambda c: c.update(fusion="late"))
     with pytest.raises(ModelFolderError, match="not a valid model config.*'fusion'"):
         load_model(folder)
+
+
+def test_night_context_saved_checked_and_added_later(tokenizer, tmp_path):
+    from eegvlm_desktop.core.sequence import StageSequenceModel
+    from eegvlm_desktop.core.vlm.weights import read_sequence, write_sequence
+
+    seq = StageSequenceModel.fit(["W", "W", "N1", "N2", "N2", "N3", "R"], source="t")
+    m = make_model(tokenizer, seed=1).eval()
+    save_model(m, tokenizer, tmp_path / "a", CARD, seq)
+    _, _, manifest = load_model(tmp_path / "a")
+    got = read_sequence(manifest)
+    assert got is not None and got.source == "t"
+    torch.testing.assert_close(torch.tensor(got.transitions), torch.tensor(seq.transitions),
+                               rtol=0, atol=1e-6)
+    save_model(m, tokenizer, tmp_path / "b", CARD)  # an older folder: no context
+    _, _, manifest = load_model(tmp_path / "b")
+    assert read_sequence(manifest) is None
+    write_sequence(tmp_path / "b", seq)  # added afterwards: weights and checksums untouched
+    _, _, manifest = load_model(tmp_path / "b")
+    assert read_sequence(manifest).n_transitions == seq.n_transitions
+    path = tmp_path / "b" / MANIFEST_FILE
+    broken = json.loads(path.read_text())
+    broken["sequence"]["transitions"] = [[1.0]]
+    path.write_text(json.dumps(broken))
+    with pytest.raises(ModelFolderError, match="night-context.*'transitions'"):
+        load_model(tmp_path / "b")

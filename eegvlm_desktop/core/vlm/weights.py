@@ -9,7 +9,8 @@ Folder layout::
                            checkpoint is needed to load)
     tokenizer/             PreTrainedTokenizerFast files (its own folder, see tokenizer.py)
     MANIFEST.json          sha256 of every file above, renderer version, channels, stages,
-                           parameter count and the model card
+                           parameter count, the model card and (optionally) the night-context
+                           stage-transition model (``"sequence"``, see core/sequence.py)
 
 Every problem found on load raises :class:`ModelFolderError`, whose message names the folder,
 what is wrong and what to do; the GUI shows it as is.
@@ -25,7 +26,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from eegvlm_desktop.core.atomic import atomic_write_text
 from eegvlm_desktop.core.errors import EEGVLMError
+from eegvlm_desktop.core.sequence import StageSequenceModel
 from eegvlm_desktop.core.vlm.config import VLMConfig
 from eegvlm_desktop.core.vlm.model import EEGVLM
 from eegvlm_desktop.core.vlm.pretrained import merged_state_dict
@@ -71,8 +74,8 @@ def tied_keys(state: dict[str, torch.Tensor]) -> set[str]:
     return tied
 
 
-def save_model(model: EEGVLM, tokenizer: Any, folder: str | Path, card: dict[str, Any]
-               ) -> Path:
+def save_model(model: EEGVLM, tokenizer: Any, folder: str | Path, card: dict[str, Any],
+               sequence: StageSequenceModel | None = None) -> Path:
     """Write a complete model folder.
 
     Parameters
@@ -85,6 +88,8 @@ def save_model(model: EEGVLM, tokenizer: Any, folder: str | Path, card: dict[str
         Target folder (created; existing files of the same names are overwritten).
     card : dict
         JSON-serialisable model card (data, training, metrics, licence ...).
+    sequence : StageSequenceModel, optional
+        The stage-transition model counted from the training hypnograms (night context).
 
     Returns
     -------
@@ -120,8 +125,38 @@ def save_model(model: EEGVLM, tokenizer: Any, folder: str | Path, card: dict[str
         "n_parameters": n_parameters,
         "card": card,
     }
+    if sequence is not None:
+        manifest["sequence"] = sequence.to_dict()
     path = folder / MANIFEST_FILE
     path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def read_sequence(manifest: dict[str, Any], folder: str | Path = "") -> StageSequenceModel | None:
+    """The manifest's night-context model, None when it has none (models before it existed).
+
+    Torch-free in effect (only numpy); raises :class:`ModelFolderError` when it is malformed.
+    """
+    raw = manifest.get("sequence")
+    if raw is None:
+        return None
+    try:
+        return StageSequenceModel.from_dict(raw)
+    except (ValueError, TypeError) as err:
+        raise ModelFolderError(f"The night-context model in {MANIFEST_FILE} of model folder "
+                               f"'{folder}' is invalid: {err} Re-export the model.") from err
+
+
+def write_sequence(folder: str | Path, sequence: StageSequenceModel) -> Path:
+    """Add (or replace) the night-context model of an existing folder, atomically.
+
+    Only ``MANIFEST.json`` changes; the weights and their checksums are untouched.
+    """
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    manifest["sequence"] = sequence.to_dict()
+    path = folder / MANIFEST_FILE
+    atomic_write_text(path, json.dumps(manifest, indent=2, ensure_ascii=False))
     return path
 
 
@@ -180,6 +215,7 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu",
             raise ModelFolderError(
                 f"'{name}' in model folder '{folder}' is corrupted or was modified (its sha256 "
                 "does not match MANIFEST.json). Copy the folder again or re-export the model.")
+    read_sequence(manifest, folder)  # a malformed one is refused here, not mid-night
     for required in (WEIGHTS_FILE, CONFIG_FILE):
         if required not in manifest["files"]:
             raise ModelFolderError(f"MANIFEST.json of model folder '{folder}' does not list "
