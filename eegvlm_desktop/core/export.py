@@ -183,15 +183,18 @@ def _example(epoch: int, hypnogram: Hypnogram, evidence: Any, model_layer: Any) 
     stage = hypnogram[epoch]
     steps = reasoning_steps(evidence, stage)  # regenerated: argues for the expert's stage
     answer = format_answer(steps, stage)
-    model_stage = probs = None
+    model_stage = probs = alone = None
     if model_layer is not None and (model_stage := model_layer.stage(epoch)) is not None:
+        # What the scorer saw (with night context when on) and the epoch's own answer.
         probs = {s: float(p) for s, p in zip(STAGES, model_layer.proba[epoch])}
+        alone = {s: float(p) for s, p in zip(STAGES, model_layer.epoch_proba[epoch])}
     image = image_name(epoch)
     return {
         "epoch": epoch, "onset_s": hypnogram.onset(epoch), "image": image, "prompt": PROMPT,
         "reasoning": steps, "stage": stage, "answer": answer,
         "provenance": str(hypnogram.provenance[epoch]),
-        "model_stage": model_stage, "model_probs": probs,
+        "model_stage": model_stage, "model_probs": probs, "model_probs_epoch_alone": alone,
+        "model_night_context": bool(model_layer is not None and model_layer.context_active),
         "corrected": model_stage is not None and model_stage != stage,
         "evidence": _finite(evidence.to_dict()),
         # The same example in the LLaVA conversation layout most VLM trainers read.

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EEGVLMError
+from .sequence import StageSequenceModel
 
 MANIFEST_FILE = "MANIFEST.json"
 
@@ -50,6 +51,16 @@ def _pct(x: Any) -> str:
     return f"{100 * x:.1f} %" if isinstance(x, (int, float)) else "–"
 
 
+def night_context(manifest: dict[str, Any]) -> StageSequenceModel | None:
+    """The folder's night-context model, or None (older folders, or a malformed entry:
+    loading the model refuses that one with the reason)."""
+    try:
+        return StageSequenceModel.from_dict(manifest["sequence"]) if manifest.get(
+            "sequence") is not None else None
+    except (ValueError, TypeError):
+        return None
+
+
 def card_summary(manifest: dict[str, Any]) -> str:
     """A short HTML description: name, size, data, how it was trained, measured accuracy."""
     card = manifest.get("card") or {}
@@ -76,6 +87,10 @@ def card_summary(manifest: dict[str, Any]) -> str:
             lines.append(f"<i>{esc(str(metrics['split']))}</i>")
     else:
         lines.append("<i>No held-out accuracy recorded for this model.</i>")
+    seq = night_context(manifest)
+    if seq is not None:
+        lines.append(f"Night context: stage transitions from {seq.n_transitions} expert "
+                     "epoch pairs (toggle with C)")
     parent = card.get("parent_model")
     if parent:
         name = parent.get("name", "?") if isinstance(parent, dict) else parent

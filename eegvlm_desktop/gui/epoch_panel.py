@@ -140,6 +140,7 @@ class EpochPanel(QWidget):
         grid.addLayout(bars, 0, 2, 5, 1)
         grid.setColumnStretch(2, 1)
         self.status_label = QLabel(self)  # 'not scored by the model yet'
+        self.status_label.setWordWrap(True)
         self.status_label.setStyleSheet("color: #666666;")
         grid.addWidget(self.status_label, 5, 0, 1, 3)
         return grid
@@ -189,7 +190,8 @@ class EpochPanel(QWidget):
         return row
 
     # ------------------------------------------------------------------ header
-    def set_epoch(self, epoch: int, expert: str, probs: np.ndarray | None) -> None:
+    def set_epoch(self, epoch: int, expert: str, probs: np.ndarray | None,
+                  alone: np.ndarray | None = None) -> None:
         """Show an epoch's number, expert label and the model's probabilities over STAGES.
 
         Only the header changes: call :meth:`clear` first when moving to another epoch, so
@@ -203,6 +205,9 @@ class EpochPanel(QWidget):
             The expert's label (a stage, ``'UNS'`` or ``'ART'``).
         probs : ndarray (5,) or None
             Model probabilities in STAGES order; None (or NaN) when not scored yet.
+        alone : ndarray (5,), optional
+            With night context on, the epoch's own answer (from its image only): shown in
+            a line under the bars, so the scorer sees when the neighbours changed the stage.
         """
         self.epoch = int(epoch)
         self.epoch_label.setText(f"Epoch {self.epoch + 1}")
@@ -218,8 +223,18 @@ class EpochPanel(QWidget):
         best = None if p is None else STAGES[int(p.argmax())]
         self.stage_label.setText(best or "–")
         self.stage_label.setStyleSheet(_badge_style(best))
-        self.status_label.setText("" if p is not None else "not scored by the model yet")
-        self.status_label.setVisible(p is None)
+        own = None if alone is None or p is None else np.asarray(alone, dtype=float).ravel()
+        if own is not None and own.shape == (len(STAGES),) and np.isfinite(own).all():
+            k = int(own.argmax())
+            moved = STAGES[k] != best
+            self.status_label.setText(
+                f"With night context. This epoch alone: {STAGES[k]} {own[k]:.0%}"
+                .replace("%", " %") + (" — its neighbours changed the stage." if moved else ""))
+            self.status_label.setStyleSheet("color: #9a5b00;" if moved else "color: #666666;")
+        else:
+            self.status_label.setText("" if p is not None else "not scored by the model yet")
+            self.status_label.setStyleSheet("color: #666666;")
+        self.status_label.setVisible(bool(self.status_label.text()))
         for i, stage in enumerate(STAGES):
             self.bars[stage].setValue(0 if p is None else round(float(p[i]) * 1000))
             self.pct_labels[stage].setText("" if p is None else f"{p[i]:.0%}".replace("%", " %"))

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QDockWidget, QMainWindow, QWidget
 
 from ..core.attention_map import channel_attention, window_span
 from ..core.errors import EEGVLMError
-from ..core.model_card import read_manifest_json, trained_on
+from ..core.model_card import night_context, read_manifest_json, trained_on
 from ..core.model_layer import ModelLayer
 from ..core.montage import pick_roles
 from ..core.rendering import render_night
@@ -142,15 +142,41 @@ class ModelController(QObject):
                 "finetune": self.finetune_dock.raise_,
                 "show_model_hypnogram": lambda: self._toggle("show_model_hypnogram"),
                 "show_hypnodensity": lambda: self._toggle("show_hypnodensity"),
-                "show_disagreements": lambda: self._toggle("show_disagreements")}
+                "show_disagreements": lambda: self._toggle("show_disagreements"),
+                "night_context": lambda: self.set_night_context(
+                    self._actions["night_context"].isChecked())}
 
     def setup_actions(self, actions: dict) -> None:
         """Make the model layer toggles checkable (all on at start)."""
         self._actions = actions
         for aid in ("show_model_hypnogram", "show_hypnodensity", "show_disagreements",
-                    "toggle_attention"):
+                    "toggle_attention", "night_context"):
             actions[aid].setCheckable(True)
             actions[aid].setChecked(True)
+        actions["night_context"].setEnabled(False)  # until a model with one is loaded
+
+    def set_night_context(self, on: bool) -> None:
+        """Stages with night context (the model's transition model) or each epoch alone."""
+        self._actions["night_context"].setChecked(on)
+        if self.layer is not None:
+            self.layer.set_context(on)
+        self.w.statusBar().showMessage(
+            "Night context on: each epoch's stage weighs its neighbours." if on else
+            "Night context off: each epoch's stage from its own image only.", 5000)
+
+    def _apply_night_context(self) -> None:
+        """Give the layer the loaded model's transition model (None for older folders)."""
+        info = self.worker.loaded_info
+        seq = None
+        if info is not None:
+            try:
+                seq = night_context(read_manifest_json(info["folder"]))
+            except EEGVLMError:
+                seq = None  # the folder changed on disk since it loaded; stage without
+        self._actions["night_context"].setEnabled(seq is not None)
+        if self.layer is not None:
+            self.layer.set_context(self._actions["night_context"].isChecked())
+            self.layer.set_sequence(seq)
 
     def _toggle(self, action_id: str) -> None:
         on = self._actions[action_id].isChecked()
@@ -172,6 +198,7 @@ class ModelController(QObject):
         self.roles = pick_roles(doc.recording.ch_names, doc.recording.ch_types)
         self.explanation = self.explained_epoch = None
         self.w.hypnogram_view.set_model_layer(self.layer)
+        self._apply_night_context()
         self.review_panel.set_data(self.layer, list(doc.hypnogram.stages),
                                    origin=doc.recording.meas_date)
         self.agreement_panel.update_metrics(None)
@@ -227,6 +254,7 @@ class ModelController(QObject):
         roles = "; ".join(info.get("channel_map", []))
         self.model_panel.set_loaded(True, f"Ready on {info['device']}. {notes}"
                                           f"<br><small>Channels: {roles}</small>")
+        self._apply_night_context()
         if self.auto_explain and self.explanation is None and not self._explaining:
             self._explain_timer.start()
 
@@ -337,7 +365,9 @@ class ModelController(QObject):
         if doc is None or self.layer is None:
             return
         row = self.layer.proba[e]
-        self.epoch_panel.set_epoch(e, doc.hypnogram[e], row if np.isfinite(row).all() else None)
+        alone = self.layer.epoch_proba[e] if self.layer.context_active else None
+        self.epoch_panel.set_epoch(e, doc.hypnogram[e], row if np.isfinite(row).all() else None,
+                                   alone=alone)
 
     def _request_image(self, epoch: int) -> None:
         rec = self.w.doc.recording
@@ -423,7 +453,8 @@ class ModelController(QObject):
         stages = [self.layer.stage(e) for e in chosen]
         conf = self.layer.confidence()
         detail = {"model": self.layer.model_name,
-                  "model_confidence": [round(float(conf[e]), 4) for e in chosen]}
+                  "model_confidence": [round(float(conf[e]), 4) for e in chosen],
+                  "night_context": self.layer.context_active}
         changes = self.w._persisting(
             lambda: doc.session.label(chosen, stages, source="accepted", detail=detail))
         return len(changes or [])

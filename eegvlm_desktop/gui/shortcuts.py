@@ -91,6 +91,9 @@ SHORTCUTS: tuple[Shortcut, ...] = (
              "the expert differ (toggle)", "Model"),
     Shortcut("toggle_attention", ("O",), "Attention &overlay", "Show or hide where the model "
              "looked, on the image and on the traces", "Model"),
+    Shortcut("night_context", ("C",), "Night &context", "Decode the model's stages with the "
+             "stage transitions of sleep (its neighbours inform each epoch) or show each "
+             "epoch's own answer (toggle)", "Model"),
     # Help
     Shortcut("help", ("F1", "?"), "&Keyboard shortcuts", "Show this table", "Help"),
 )

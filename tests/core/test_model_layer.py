@@ -70,3 +70,35 @@ def test_copy_is_a_snapshot_without_listeners():
     assert snap.n_done == 1 and snap.model_name == "m" and layer.n_done == 2
     snap.set_proba([2], onehot("R"))
     assert seen == [[1]]  # the copy does not notify the original's listeners
+
+
+def test_night_context_changes_what_the_layer_answers_and_can_be_turned_off():
+    from eegvlm_desktop.core.sequence import StageSequenceModel
+
+    layer = ModelLayer(9, "m")
+    p = onehot("W W W W N1 W W W W", 0.9)
+    p[4] = [0.4, 0.45, 0.05, 0.05, 0.05]  # an unsure lone N1 inside wake
+    layer.set_proba(range(9), p)
+    assert layer.stage(4) == "N1" and not layer.context_active
+    seen = []
+    layer.subscribe(seen.append)
+    layer.set_sequence(StageSequenceModel.fit(["W"] * 50 + ["N1"] * 2 + ["N2"] * 30))
+    assert layer.context_active and seen[-1] == list(range(9))  # every view redraws
+    assert layer.stage(4) == "W" and layer.stages()[4] == "W"
+    assert layer.epoch_proba[4].argmax() == 1  # the epoch's own answer is kept
+    assert layer.disagreements(["W"] * 9).sum() == 0
+    assert "alone N1 45%" in layer.reason(4, "W")
+    np.testing.assert_allclose(layer.proba.sum(1), 1.0)
+    with pytest.raises(ValueError):
+        layer.proba[0, 0] = 1.0  # read-only
+    snap = layer.copy()
+    assert snap.context_active and snap.stage(4) == "W"
+    layer.set_context(False)
+    assert layer.stage(4) == "N1" and snap.stage(4) == "W"
+    assert layer.confidence()[4] == pytest.approx(0.45)
+    # With context on, new results notify every epoch (neighbours' answers move too).
+    layer.set_context(True)
+    layer.set_proba([0], onehot("W"))
+    assert seen[-1] == list(range(9))
+    with pytest.raises(TypeError, match="'sequence'"):
+        layer.set_sequence("no")

@@ -48,6 +48,7 @@ def test_accept_is_an_undoable_logged_expert_action(opened, qtbot):
     audit = [json.loads(line) for line in w.doc.store.audit.path.read_text().splitlines()]
     last = audit[-1]
     assert last["source"] == "accepted" and last["epoch"] == 4 and "model" in last
+    assert last["night_context"] is True  # the shipped model decodes with night context
     key(qtbot, w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert hyp[4] == "UNS"
 
@@ -129,3 +130,28 @@ def test_epoch_panel_follows_navigation_once_it_pauses(opened, qtbot):
         key(qtbot, w, Qt.Key.Key_Right)
     qtbot.waitUntil(lambda: w.model.epoch_panel.epoch == w.epoch, timeout=5000)
     assert w.model.review_panel.selected_epoch in (None, w.epoch)
+
+
+def test_night_context_toggles_what_the_scorer_sees(opened, qtbot):
+    w = opened
+    act = w.actions["night_context"]
+    stage_night(w, qtbot)
+    layer = w.model.layer
+    assert act.isEnabled() and act.isChecked() and layer.context_active
+    decoded = layer.sequence.smooth(layer.epoch_proba)
+    assert list(layer.stages()) == [["W", "N1", "N2", "N3", "R"][k]
+                                    for k in decoded.argmax(1)]
+    w.goto_epoch(7)
+    qtbot.waitUntil(lambda: w.model.epoch_panel.epoch == 7, timeout=5000)
+    panel = w.model.epoch_panel
+    assert panel.status_label.text().startswith("With night context. This epoch alone: ")
+    np.testing.assert_allclose(panel.probs, decoded[7])
+    key(qtbot, w, Qt.Key.Key_C)  # off: each epoch's own answer everywhere
+    assert not act.isChecked() and not layer.context_active
+    assert list(layer.stages()) == [["W", "N1", "N2", "N3", "R"][k]
+                                    for k in layer.epoch_proba.argmax(1)]
+    np.testing.assert_allclose(panel.probs, layer.epoch_proba[7])
+    assert "night context" not in panel.status_label.text()
+    assert "Night context off" in w.statusBar().currentMessage()
+    key(qtbot, w, Qt.Key.Key_C)
+    assert layer.context_active
