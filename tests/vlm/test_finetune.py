@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import shutil
 import sys
 import types
 from pathlib import Path
@@ -195,6 +196,22 @@ def test_saved_folder_loads_and_its_card_is_honest(parent, tmp_path):
     card = json.loads((tmp_path / "ft2" / MANIFEST_FILE).read_text())["card"]
     assert card["metrics"] is None and "no held-out data" in card["metrics_note"]
     assert "\"accuracy\":" not in json.dumps(card)
+
+
+def test_finetuned_folder_keeps_the_parents_night_context(parent, tmp_path):
+    from eegvlm_desktop.core.sequence import StageSequenceModel
+    from eegvlm_desktop.core.vlm.weights import read_sequence, write_sequence
+
+    folder = tmp_path / "parent"
+    shutil.copytree(parent, folder)
+    seq = StageSequenceModel.fit(["W", "W", "N1", "N2", "N2", "N3", "R", "R"], source="p")
+    write_sequence(folder, seq)
+    res = finetune(folder, fake_night(4), FinetuneSettings(**FAST), "cpu",
+                   should_stop=lambda: True)
+    save_finetuned(res, tmp_path / "ft", read_manifest(folder), {}, res.settings)
+    _, _, manifest = load_model(tmp_path / "ft")
+    kept = read_sequence(manifest)
+    assert kept is not None and kept.source == "p" and kept.n_transitions == 7
 
 
 # ----------------------------------------------------------------- CLI
