@@ -138,6 +138,7 @@ def test_night_context_toggles_what_the_scorer_sees(opened, qtbot):
     stage_night(w, qtbot)
     layer = w.model.layer
     assert act.isEnabled() and act.isChecked() and layer.context_active
+    assert "Night context: stage transitions from 840" in w.model.model_panel.card_label.text()
     decoded = layer.sequence.smooth(layer.epoch_proba)
     assert list(layer.stages()) == [["W", "N1", "N2", "N3", "R"][k]
                                     for k in decoded.argmax(1)]
@@ -155,3 +156,24 @@ def test_night_context_toggles_what_the_scorer_sees(opened, qtbot):
     assert "Night context off" in w.statusBar().currentMessage()
     key(qtbot, w, Qt.Key.Key_C)
     assert layer.context_active
+
+
+def test_a_model_without_night_context_stages_each_epoch_alone(opened, qtbot, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    w = opened
+    src = Path(__file__).resolve().parents[2] / "model_weights" / "default"
+    old = tmp_path / "older-model"
+    shutil.copytree(src, old)
+    manifest = json.loads((old / "MANIFEST.json").read_text())
+    del manifest["sequence"]  # a folder saved before night context existed
+    (old / "MANIFEST.json").write_text(json.dumps(manifest))
+    with qtbot.waitSignal(w.model.worker.modelLoaded, timeout=90000):
+        w.model.model_panel.add_folder(str(old))
+    assert not w.actions["night_context"].isEnabled()
+    stage_night(w, qtbot)
+    layer = w.model.layer
+    assert layer.sequence is None and not layer.context_active
+    np.testing.assert_array_equal(layer.proba, layer.epoch_proba)
+    assert "Night context" not in w.model.model_panel.card_label.text()
