@@ -1,7 +1,9 @@
 """Inference benchmark of the shipped model on the example night (JSON out).
 
 Measures on this machine: rendering, the fast whole-night pass (direct-answer stage
-probabilities, batched), reasoning generation (tokens/s, s per epoch), peak RSS.
+probabilities, batched), decoding them with the folder's night context, reasoning generation
+(tokens/s, s per epoch), peak RSS. The worker-thread vs direct-call ratio is measured by
+``bench/app_inference.py``.
 
     python bench/inference.py [--model model_weights/default] [--threads 2]
 """
@@ -34,11 +36,12 @@ def main() -> None:
     from eegvlm_desktop.core.rendering import RENDERER_VERSION, render_night
     from eegvlm_desktop.core.training import predict_probs
     from eegvlm_desktop.core.vlm.tokenizer import encode_prompt
-    from eegvlm_desktop.core.vlm.weights import load_model
+    from eegvlm_desktop.core.vlm.weights import load_model, read_sequence
 
     torch.set_num_threads(args.threads)
     t = time.perf_counter()
-    model, tok, _ = load_model(args.model, "cpu", expected_renderer_version=RENDERER_VERSION)
+    model, tok, manifest = load_model(args.model, "cpu",
+                                      expected_renderer_version=RENDERER_VERSION)
     load_s = time.perf_counter() - t
     rec = read_recording(args.psg)
     roles = pick_roles(rec.ch_names, rec.ch_types)
@@ -50,6 +53,13 @@ def main() -> None:
     t = time.perf_counter()
     probs = predict_probs(model, images, batch_size=args.batch_size)
     probs_s = time.perf_counter() - t
+    seq = read_sequence(manifest, args.model)
+    context_ms = None
+    if seq is not None:
+        t = time.perf_counter()
+        for _ in range(5):
+            seq.smooth(probs)
+        context_ms = round((time.perf_counter() - t) / 5 * 1000, 1)
     prompt = encode_prompt(tok, PROMPT)
     tokens, t = 0, time.perf_counter()
     for i in np.linspace(0, n - 1, args.reasoning_epochs).astype(int):
@@ -63,13 +73,12 @@ def main() -> None:
         "render_epochs_per_s": round(n / render_s, 1),
         "stage_probs_epochs_per_s": round(n / probs_s, 1),
         "whole_night_s": round(render_s + probs_s, 2),
+        "night_context_decode_ms": context_ms,
         "reasoning": {"epochs": args.reasoning_epochs, "tokens": tokens,
                       "tokens_per_s": round(tokens / gen_s, 1),
                       "s_per_epoch": round(gen_s / args.reasoning_epochs, 2)},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "targets": {"stage_probs_epochs_per_s": 100},
-        "not_measured": "worker-thread vs direct-call ratio (needs the app's inference "
-                        "worker, issue 4)",
     }, indent=2))
 
 
