@@ -87,6 +87,15 @@ def card_summary(manifest: dict[str, Any]) -> str:
             lines.append(f"<i>{esc(str(metrics['split']))}</i>")
     else:
         lines.append("<i>No held-out accuracy recorded for this model.</i>")
+    rerun = metrics.get("cv_rerun") or {}
+    for key, label in (("eegvlm", "Re-run, each epoch alone"),
+                       ("eegvlm_context", "Re-run, with night context")):
+        m = rerun.get(key)
+        if m:
+            lines.append(f"{label}: accuracy {_pct(m.get('accuracy'))}, macro-F1 "
+                         f"{_pct(m.get('macro_f1'))}, kappa {m.get('kappa', 0):.2f}")
+    if rerun.get("split"):
+        lines.append(f"<i>{esc(str(rerun['split']))} (on {esc(str(rerun.get('device')))})</i>")
     seq = night_context(manifest)
     if seq is not None:
         lines.append(f"Night context: stage transitions from {seq.n_transitions} expert "

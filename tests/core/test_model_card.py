@@ -29,6 +29,17 @@ def test_summary_of_the_shipped_card_names_its_numbers():
     assert "cross-validation" in text
 
 
+def test_summary_shows_a_cv_rerun_with_and_without_night_context():
+    m = {"accuracy": 0.8, "macro_f1": 0.7, "kappa": 0.75}
+    card = {"name": "x", "metrics": {"eegvlm": m, "split": "5-fold", "cv_rerun": {
+        "split": "blocked <5>-fold", "device": "cpu", "eegvlm": m,
+        "eegvlm_context": {**m, "accuracy": 0.9}}}}
+    text = card_summary({"card": card, "channels": ["EEG"]})
+    assert "Re-run, each epoch alone: accuracy 80.0 %" in text
+    assert "Re-run, with night context: accuracy 90.0 %" in text
+    assert "blocked &lt;5&gt;-fold (on cpu)" in text
+
+
 def test_summary_without_metrics_says_so_and_escapes():
     text = card_summary({"card": {"name": "<b>x</b>"}, "channels": ["EEG"]})
     assert "&lt;b&gt;" in text and "No held-out accuracy" in text
