@@ -221,8 +221,9 @@ def evaluate(args, pair: Callable, parse_folds: Callable, progress_bar: Callable
         rec = read_recording(psg)
         h = read_hypnogram(hyp, recording_start=rec.meas_date,
                            recording_duration=rec.duration).hypnogram
-        # Same epochs as the model's numbers (with --folds, YASA runs on their span only).
-        result["yasa"] = compare_with_yasa(rec, h, data.epochs[evaluated])
+        # Scored on the model's epochs; staged over the whole window as the protocol says
+        # (with --folds, staging only their span would cut the night YASA normalises over).
+        result["yasa"] = compare_with_yasa(rec, h, data.epochs, score=data.epochs[evaluated])
     if args.save_probs:
         atomic_write_text(args.save_probs, json.dumps({
             "model": str(args.model), "recording": Path(psg).name, "split": result["split"],

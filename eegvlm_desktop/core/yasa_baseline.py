@@ -179,7 +179,8 @@ def _default_eeg(recording: Recording) -> str:
 
 def compare_with_yasa(recording: Recording, hyp: Hypnogram, indices: Sequence[int] | np.ndarray,
                       *, eeg_name: str | None = None, eog_name: str | None = None,
-                      emg_name: str | None = None, span: str = "window") -> dict[str, Any]:
+                      emg_name: str | None = None, span: str = "window",
+                      score: Sequence[int] | np.ndarray | None = None) -> dict[str, Any]:
     """Score YASA against the expert hypnogram on exactly the given epochs.
 
     Parameters
@@ -196,6 +197,10 @@ def compare_with_yasa(recording: Recording, hyp: Hypnogram, indices: Sequence[in
         What YASA is run on: ``"window"`` the epochs from ``min(indices)`` to
         ``max(indices)`` (the protocol; reproduces the reference numbers), ``"recording"``
         every epoch of ``hyp`` inside the recording.
+    score : sequence of int, optional
+        Score only these epochs (a subset of ``indices``), while YASA still stages the whole
+        span: e.g. the blocks of some cross-validation folds, without cutting the night YASA
+        normalises its features over.
 
     Returns
     -------
@@ -233,8 +238,13 @@ def compare_with_yasa(recording: Recording, hyp: Hypnogram, indices: Sequence[in
     labels, _ = yasa_stages(recording, eeg, eog_name, emg_name,
                             start_s=hyp.onset(first), n_epochs=stop - first)
     runtime = time.perf_counter() - t0
-    pred = [labels[i - first] for i in idx]
-    out = stage_metrics([hyp[int(i)] for i in idx], pred)
+    scored = idx if score is None else np.asarray(score, dtype=np.int64).ravel()
+    if scored.size == 0 or not np.isin(scored, idx).all():
+        raise ValueError("Invalid value for the 'score' parameter: it must be a non-empty "
+                         f"subset of 'indices', but got {scored.size} epochs, "
+                         f"{int((~np.isin(scored, idx)).sum())} of them outside 'indices'.")
+    pred = [labels[i - first] for i in scored]
+    out = stage_metrics([hyp[int(i)] for i in scored], pred)
     out.update({
         "runtime_s": round(runtime, 3),
         "span": span,

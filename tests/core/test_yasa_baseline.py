@@ -66,6 +66,14 @@ def test_compare_with_yasa_synthetic(ten_min: Recording) -> None:
         compare_with_yasa(ten_min, hyp, np.arange(20), span="night")
     with pytest.raises(ValueError, match="'indices'.*0..19.*0..24"):
         compare_with_yasa(ten_min, Hypnogram(["W"] * 25), np.arange(25))
+    # Scoring a few epochs still stages the whole span, so they get the same labels.
+    whole = compare_with_yasa(ten_min, hyp, np.arange(20))
+    part = compare_with_yasa(ten_min, hyp, np.arange(20), score=[5, 6, 7])
+    assert part["n_epochs"] == 3 and part["staged_epochs"] == whole["staged_epochs"] == [0, 20]
+    cm = np.asarray(whole["confusion"])
+    assert np.asarray(part["confusion"]).sum() == 3 and cm.sum() == 20
+    with pytest.raises(ValueError, match="'score'"):
+        compare_with_yasa(ten_min, hyp, np.arange(5, 20), score=[2])
 
 
 @pytest.mark.slow
