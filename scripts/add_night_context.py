@@ -55,7 +55,12 @@ def _record_cv(model: str, cv: dict, source: str) -> None:
         "source": Path(source).name,
         "eegvlm": {k: cv["eegvlm"][k] for k in keep},
         "eegvlm_context": {k: cv["eegvlm_context"][k] for k in keep},
-        "per_fold": cv["per_fold"],
+        "how": (f"fold models trained by eegvlm evaluate --cv blocks:{cv['k']} --folds K "
+                f"--save-models DIR on {cv.get('device')}, then scored together with "
+                "--cv-models DIR --yasa"),
+        "per_fold": [{**{k: p[k] for k in ("fold", "first_epoch", "last_epoch", "epochs")},
+                      **{a: {k: round(p[a][k], 4) for k in ("accuracy", "macro_f1", "kappa")}
+                         for a in ("eegvlm", "eegvlm_context")}} for p in cv["per_fold"]],
         "yasa": {k: cv["yasa"][k] for k in keep if k in cv["yasa"]} if "yasa" in cv else None}
     atomic_write_text(path, json.dumps(manifest, indent=2, ensure_ascii=False))
 
