@@ -1,5 +1,5 @@
 """Command line: ``eegvlm [gui] [FILE]``, ``info``, ``hypnogram``, ``export``, ``train``,
-``evaluate``.
+``evaluate``, ``finetune``, ``stage``.
 
 Every error the user can cause (bad file, mismatched hypnogram) is printed as one clear
 line on stderr with exit status 2 — never a traceback. Imports are lazy so that the
@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``eegvlm`` script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    known = {"gui", "info", "hypnogram", "export", "train", "evaluate", "finetune", "-h", "--help"}
+    known = {"gui", "info", "hypnogram", "export", "train", "evaluate", "finetune", "stage",
+             "-h", "--help"}
     if not argv or argv[0] not in known:
         argv = ["gui"] + argv
     args = _parser().parse_args(argv)
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "export":
             return _export(args)
-        if args.command in ("train", "evaluate", "finetune"):
+        if args.command in ("train", "evaluate", "finetune", "stage"):
             from .cli_model import run
             return run(args)
         return _hypnogram(args)

@@ -70,6 +70,17 @@ def add_parsers(sub) -> None:
                    "reasoning for N evaluated epochs (per fold with --cv) and report how often "
                    "its stage agrees with the direct answer")
     e.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    s = sub.add_parser("stage", help="stage a whole recording with a model and write its "
+                       "hypnogram (no expert labels needed)")
+    s.add_argument("recording")
+    s.add_argument("out", help="hypnogram file to write (.csv .tsv .edf .json .txt, "
+                   "*_events.tsv for BIDS); de-identified like every export")
+    s.add_argument("--model", default="", help="model folder (default: the shipped "
+                   "model_weights/default)")
+    s.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    s.add_argument("--no-context", action="store_true", help="each epoch from its own image "
+                   "only, without the model's night context")
+    s.add_argument("--batch-size", type=_positive_int, default=32)
     f = sub.add_parser("finetune", help="fine-tune a model on exported expert corrections")
     f.add_argument("--model", required=True, help="model folder to start from (only read)")
     f.add_argument("--data", nargs="+", required=True, metavar="EXPORT_FOLDER",
@@ -176,10 +187,50 @@ def _parse_folds(text: str, k: int) -> list[int]:
     return sorted(int(p) for p in parts)
 
 
+def _stage(args) -> int:
+    """Stage every epoch of a recording; write the hypnogram; one JSON line on stdout."""
+    from collections import Counter
+
+    from .core.hypnogram import Hypnogram
+    from .core.hypnogram_export import write_hypnogram
+    from .core.inference import EpochQueue, InferenceEngine
+    from .core.model_card import night_context
+    from .core.model_layer import ModelLayer
+    from .core.recording import read_recording
+
+    folder = Path(args.model) if args.model else Path(__file__).resolve().parents[1] / \
+        "model_weights" / "default"
+    rec = read_recording(args.recording)
+    engine = InferenceEngine.load(folder, rec, args.device, batch_size=args.batch_size)
+    n = rec.n_epochs(30.0)
+    if n == 0:
+        raise EEGVLMError(f"{Path(args.recording).name} is shorter than one 30-s epoch "
+                          f"({rec.duration:.1f} s): there is nothing to stage.")
+    # The app's own model layer: the same decoding the scorer sees in the window.
+    layer = ModelLayer(n, folder.name)
+    layer.set_sequence(None if args.no_context else night_context(engine.manifest))
+    report = engine.run(EpochQueue(range(n)), layer.set_proba)
+    stages = list(layer.stages())
+    hyp = Hypnogram(stages, 30.0, 0.0, f"EEG-VLM model {folder.name}", layer.proba,
+                    ["model"] * n)
+    files = engine.manifest.get("files") or {}
+    out = write_hypnogram(hyp, Path(args.out), provenance={
+        "source": f"EEG-VLM model {folder.name}", "model_sha256": files.get("model.safetensors"),
+        "night_context": layer.context_active, "channels": engine.channel_map})
+    print(json.dumps({"wrote": str(out), "epochs": n, "model": folder.name,
+                      "night_context": layer.context_active, "device": report.device,
+                      "seconds": round(report.seconds, 2), "channels": engine.channel_map,
+                      "stages": dict(Counter(stages)), "notes": report.notes}), flush=True)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    """Dispatch ``train`` / ``evaluate`` / ``finetune``; user errors raise EEGVLMError."""
+    """Dispatch ``train`` / ``evaluate`` / ``finetune`` / ``stage``; user errors raise
+    EEGVLMError."""
     if args.command == "finetune":
         return _finetune(args)
+    if args.command == "stage":
+        return _stage(args)
     if args.command == "train":
         return _train(args)
     from .cli_evaluate import evaluate

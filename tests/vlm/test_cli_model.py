@@ -181,3 +181,26 @@ def test_evaluate_cv_reuses_saved_fold_models(tmp_path, capsys):
     assert code == 2 and "never saw" in stderr and "Traceback" not in stderr
     code, _, stderr = cli(capsys, *base, "--cv-models", tmp_path / "cv", "--epochs", "3")
     assert code == 2 and "--cv-models" in stderr
+
+
+def test_stage_writes_a_model_hypnogram_with_and_without_context(tmp_path, capsys):
+    psg = write_edf(tmp_path / "unscored.edf", duration_s=600)  # 20 epochs, no labels
+    code, stdout, stderr = cli(capsys, "stage", psg, tmp_path / "out.csv", "--device", "cpu")
+    assert code == 0, stderr
+    info = json.loads(stdout)
+    assert info["epochs"] == 20 and info["night_context"] is True and info["model"] == "default"
+    assert sum(info["stages"].values()) == 20
+    rows = (tmp_path / "out.csv").read_text().splitlines()
+    assert rows[0] == "onset,duration,stage,provenance" and len(rows) == 21
+    assert all(r.endswith(",model") for r in rows[1:])
+    assert "unscored" not in (tmp_path / "out.csv").read_text()  # de-identified
+    code, stdout, stderr = cli(capsys, "stage", psg, tmp_path / "alone.json", "--no-context",
+                               "--device", "cpu")
+    assert code == 0, stderr
+    assert json.loads(stdout)["night_context"] is False
+    doc = json.loads((tmp_path / "alone.json").read_text())
+    assert doc["provenance"]["night_context"] is False
+    code, _, stderr = cli(capsys, "stage", psg, tmp_path / "x.csv", "--model", tmp_path / "no")
+    assert code == 2 and "does not exist" in stderr
+    code, _, stderr = cli(capsys, "stage", tmp_path / "missing.edf", tmp_path / "x.csv")
+    assert code == 2 and "Traceback" not in stderr
