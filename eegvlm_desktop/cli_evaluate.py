@@ -30,7 +30,6 @@ def _save_fold_model(model, tok, folder: Path, data, te, fold: int, k: int, sett
     """Keep one CV fold's model, its card naming exactly which epochs it never saw."""
     from .core.vlm.weights import save_model
 
-    train_part = data.subset(np.setdiff1d(np.arange(len(data)), te))
     card = {"name": folder.name,
             "training_data": {**data.meta, "epochs": len(data) - len(te),
                               "held_out_block": _held_out(data, te, fold, k)},
@@ -39,7 +38,8 @@ def _save_fold_model(model, tok, folder: Path, data, te, fold: int, k: int, sett
             "note": f"blocked {k}-fold CV model: trained on every block of the standard window "
                     f"except block {fold} (epochs {int(data.epochs[te[0]])}-"
                     f"{int(data.epochs[te[-1]])}), which it never saw"}
-    save_model(model.cpu(), tok, folder, card, train_part.sequence_model(settings.balance))
+    save_model(model.cpu(), tok, folder, card, data.sequence_model(
+        settings.balance, rows=np.setdiff1d(np.arange(len(data)), te)))
 
 
 def _held_out(data, te, fold: int, k: int) -> dict:
@@ -74,22 +74,17 @@ def _saved_fold_probs(folder: Path, data, splits, folds: list[int], k: int, devi
     return probs
 
 
-def context_probs(data, probs: np.ndarray, splits: list | None = None,
-                  folds: list[int] | None = None, balanced: bool = True,
-                  sequence=None) -> np.ndarray:
-    """Night-context posteriors of ``probs``.
+def context_probs(data, probs: np.ndarray, splits: list, folds: list[int],
+                  balanced: bool = True) -> np.ndarray:
+    """Night-context posteriors of out-of-fold ``probs`` (NaN outside ``folds``' blocks).
 
-    With ``splits``, each fold's block is decoded alone, by a transition model counted from
-    that fold's training blocks only (so no test label leaks in). Without, ``sequence`` (the
-    model folder's own) decodes the whole night.
+    Each fold's block is decoded alone, by a transition model counted from that fold's
+    training blocks only, so no test label leaks in.
     """
     out = np.full_like(probs, np.nan)
-    if splits is None:
-        return sequence.smooth(probs, data.epochs)
     for f in folds:
         tr, te = splits[f]
-        seq = data.subset(tr).sequence_model(balanced)
-        out[te] = seq.smooth(probs[te], data.epochs[te])
+        out[te] = data.sequence_model(balanced, rows=tr).smooth(probs[te], data.epochs[te])
     return out
 
 
@@ -183,7 +178,7 @@ def evaluate(args, pair: Callable, parse_folds: Callable, progress_bar: Callable
                                 "so this is not an honest accuracy; use --cv blocks:K")
         result["held_out"] = held_out
         seq = read_sequence(manifest, args.model)
-        ctx = None if seq is None else context_probs(data, probs, sequence=seq)
+        ctx = None if seq is None else seq.smooth(probs, data.epochs)
         if seq is None:
             result["context_note"] = ("this model folder has no night-context model (it was "
                                       "saved before they existed), so only 'eegvlm' is given")

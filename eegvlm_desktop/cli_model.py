@@ -194,12 +194,11 @@ def _stage(args) -> int:
     from .core.hypnogram import Hypnogram
     from .core.hypnogram_export import write_hypnogram
     from .core.inference import EpochQueue, InferenceEngine
-    from .core.model_card import night_context
+    from .core.model_card import default_models_root, night_context
     from .core.model_layer import ModelLayer
     from .core.recording import read_recording
 
-    folder = Path(args.model) if args.model else Path(__file__).resolve().parents[1] / \
-        "model_weights" / "default"
+    folder = Path(args.model) if args.model else default_models_root() / "default"
     rec = read_recording(args.recording)
     engine = InferenceEngine.load(folder, rec, args.device, batch_size=args.batch_size)
     n = rec.n_epochs(30.0)

@@ -49,17 +49,21 @@ class NightData:
     def stage_indices(self) -> np.ndarray:
         return np.array([STAGES.index(s) for s in self.stages], dtype=np.int64)
 
-    def sequence_model(self, balanced: bool = True) -> StageSequenceModel:
+    def sequence_model(self, balanced: bool = True, rows: np.ndarray | None = None
+                       ) -> StageSequenceModel:
         """The night-context model of these examples' hypnograms (one count per night).
 
-        ``balanced`` must match the training run's ``TrainSettings.balance``.
+        ``balanced`` must match the training run's ``TrainSettings.balance``. ``rows``
+        restricts it to some examples (a fold's training blocks) without copying images.
         """
-        nights = [(list(np.asarray(self.stages, dtype=object)[self.night == k]),
-                   self.epochs[self.night == k]) for k in np.unique(self.night)]
+        rows = np.arange(len(self)) if rows is None else np.asarray(rows, dtype=int)
+        stages = np.asarray(self.stages, dtype=object)[rows]
+        night, epochs = self.night[rows], self.epochs[rows]
+        nights = [(list(stages[night == k]), epochs[night == k]) for k in np.unique(night)]
         recs = self.meta.get("recordings") or []
         return StageSequenceModel.fit_many(
             nights, balanced=balanced,
-            source=f"expert hypnograms of the {len(self)} training epochs"
+            source=f"expert hypnograms of the {len(rows)} training epochs"
                    + (f" ({', '.join(map(str, recs))})" if recs else ""))
 
 

@@ -55,8 +55,7 @@ def night_context(manifest: dict[str, Any]) -> StageSequenceModel | None:
     """The folder's night-context model, or None (older folders, or a malformed entry:
     loading the model refuses that one with the reason)."""
     try:
-        return StageSequenceModel.from_dict(manifest["sequence"]) if manifest.get(
-            "sequence") is not None else None
+        return StageSequenceModel.from_manifest(manifest)
     except (ValueError, TypeError):
         return None
 

@@ -82,12 +82,16 @@ class ModelLayer(ChangeNotifier):
     def context_active(self) -> bool:
         return self._context and self._sequence is not None
 
-    def set_sequence(self, sequence: StageSequenceModel | None) -> None:
-        """Use the loaded model's night-context model (None: it has none)."""
+    def set_sequence(self, sequence: StageSequenceModel | None,
+                     context: bool | None = None) -> None:
+        """Use the loaded model's night-context model (None: it has none); ``context``
+        also sets :attr:`context`, in the same single notification."""
         if sequence is not None and not isinstance(sequence, StageSequenceModel):
             raise TypeError(f"The 'sequence' parameter must be a StageSequenceModel or None, "
                             f"but got {type(sequence).__name__}.")
         self._sequence = sequence
+        if context is not None:
+            self._context = bool(context)
         self._decoded = None
         self._notify(list(range(len(self))))
 

@@ -152,6 +152,13 @@ class StageSequenceModel:
                 "n_transitions": self.n_transitions, "source": self.source}
 
     @classmethod
+    def from_manifest(cls, manifest: dict[str, Any]) -> StageSequenceModel | None:
+        """The model folder manifest's ``"sequence"`` entry; None when it has none (folders
+        saved before night context existed). ``ValueError`` when it is malformed."""
+        raw = manifest.get("sequence")
+        return None if raw is None else cls.from_dict(raw)
+
+    @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StageSequenceModel:
         """Inverse of :meth:`to_dict`; ``ValueError`` names what is wrong."""
         if not isinstance(d, dict) or d.get("format") != SEQUENCE_FORMAT:

@@ -37,8 +37,7 @@ class ExpertActions:
                 seq = None  # the folder changed on disk since it loaded; stage without
         self._actions["night_context"].setEnabled(seq is not None)
         if self.layer is not None:
-            self.layer.set_context(self._actions["night_context"].isChecked())
-            self.layer.set_sequence(seq)
+            self.layer.set_sequence(seq, context=self._actions["night_context"].isChecked())
 
     def _accept(self, epochs: list[int]) -> int:
         doc = self.w.doc

@@ -137,11 +137,8 @@ def read_sequence(manifest: dict[str, Any], folder: str | Path = "") -> StageSeq
 
     Torch-free in effect (only numpy); raises :class:`ModelFolderError` when it is malformed.
     """
-    raw = manifest.get("sequence")
-    if raw is None:
-        return None
     try:
-        return StageSequenceModel.from_dict(raw)
+        return StageSequenceModel.from_manifest(manifest)
     except (ValueError, TypeError) as err:
         raise ModelFolderError(f"The night-context model in {MANIFEST_FILE} of model folder "
                                f"'{folder}' is invalid: {err} Re-export the model.") from err
