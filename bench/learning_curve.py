@@ -37,9 +37,13 @@ CACHE = REPO / ".devdata" / "sc4001.npz"
 def _night():
     """The SC4001 standard window as training examples (cached: building takes ~15 s)."""
     from eegvlm_desktop.core.dataset import build_night, load_dataset, save_dataset
+    from eegvlm_desktop.core.errors import EEGVLMError
 
     if CACHE.exists():
-        return load_dataset(CACHE)
+        try:
+            return load_dataset(CACHE)
+        except EEGVLMError:  # rendered by another renderer version: rebuild it
+            pass
     data = build_night(SHARED / "SC4001E0-PSG.edf", SHARED / "SC4001EC-Hypnogram.edf")
     CACHE.parent.mkdir(exist_ok=True)
     save_dataset(data, CACHE)

@@ -115,7 +115,8 @@ def main() -> None:
                        "each block predicted by a model, and decoded with transitions, "
                        "counted from the other four blocks only",
               "sc4001_cv_stored": stored_cv(data),
-              "yasa_0.8.1_same_epochs": _short(card["yasa_0.8.1_zero_shot_fpz_cz"])}
+              "yasa_0.8.1_same_epochs": _short(card.get("yasa")
+                                                or card["yasa_0.8.1_zero_shot_fpz_cz"])}
     if args.fold_models:
         result["sc4001_fold_models"] = fold_models(data, args.fold_models)
     result["dreams_zero_shot"] = dreams()

@@ -114,7 +114,8 @@ def evaluate(args, pair: Callable, parse_folds: Callable, progress_bar: Callable
     result: dict[str, Any] = {
         "model": str(args.model), "recording": Path(psg).name, "epochs": len(data),
         "protocol": PROTOCOL_TEXT, "channel_roles": data.meta["channel_roles"],
-        "label_mapping": data.meta["label_mapping"]}
+        "label_mapping": data.meta["label_mapping"],
+        "renderer_version": RENDERER_VERSION}
     evaluated = np.arange(len(data))
     reasoning: list[dict] = []
     splits = folds = None

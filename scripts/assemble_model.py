@@ -21,6 +21,7 @@ import numpy as np
 from safetensors.torch import load_file
 
 from eegvlm_desktop.core.metrics import stage_metrics
+from eegvlm_desktop.core.model_card import architecture_text
 from eegvlm_desktop.core.protocol import PROTOCOL_TEXT
 from eegvlm_desktop.core.stages import STAGES
 from eegvlm_desktop.core.vlm.config import VLMConfig
@@ -72,16 +73,7 @@ def main() -> None:
     final = results["final"]
     card = {
         "name": Path(args.out).name,
-        "architecture": (
-            "EEG-VLM (Li et al., IEEE JBHI 2026), small: open_clip ViT "
-            f"({cfg.vision.layers} layers, width {cfg.vision.width}, patch {cfg.vision.patch_size}) "
-            f"low-level patch tokens from layer {cfg.clip_feature_layer}; ResNet-18-shaped "
-            f"enhancement CNN (width {cfg.enhance.width}, {', '.join(cfg.enhance.layers)}) giving "
-            "high-level tokens; both projected into a Qwen2-architecture causal LM "
-            f"({cfg.lm.layers} layers, hidden {cfg.lm.hidden_size}) with an InfoNCE alignment "
-            "loss; trained jointly on chain-of-thought targets from measured evidence and a "
-            "direct-answer head for the fast whole-night pass. All weights trained from "
-            "scratch here (no pretrained weights)."),
+        "architecture": architecture_text(results["config"]),
         "n_parameters": model.n_parameters(),
         "training_data": {
             "recordings": ["Sleep-EDF Expanded SC4001E0-PSG.edf (PhysioNet, ODC-By 1.0)"],

@@ -60,6 +60,27 @@ def night_context(manifest: dict[str, Any]) -> StageSequenceModel | None:
         return None
 
 
+def architecture_text(config: dict[str, Any], pretrained: bool = False) -> str:
+    """One paragraph for a card: the EEG-VLM parts and sizes of a ``config.json`` dict."""
+    v, e, lm = config["vision"], config["enhance"], config["lm"]
+    return (
+        "EEG-VLM (Li et al., IEEE JBHI 2026), small: open_clip ViT "
+        f"({v['layers']} layers, width {v['width']}, patch {v['patch_size']}) low-level patch "
+        f"tokens from layer {config['clip_feature_layer']}; ResNet-18-shaped enhancement CNN "
+        f"(width {e['width']}, {', '.join(e['layers'])}) giving high-level tokens; both "
+        "projected into a Qwen2-architecture causal LM "
+        f"({lm['layers']} layers, hidden {lm['hidden_size']}) with an InfoNCE alignment loss; "
+        "trained jointly on chain-of-thought targets from measured evidence and a "
+        "direct-answer head for the fast whole-night pass. "
+        + ("Starts from pretrained weights." if pretrained else
+           "All weights trained from scratch here (no pretrained weights)."))
+
+
+def _metric_line(label: str, m: dict[str, Any]) -> str:
+    return (f"{label}accuracy {_pct(m.get('accuracy'))}, macro-F1 {_pct(m.get('macro_f1'))}, "
+            f"kappa {m.get('kappa', 0):.2f}")
+
+
 def card_summary(manifest: dict[str, Any]) -> str:
     """A short HTML description: name, size, data, how it was trained, measured accuracy."""
     card = manifest.get("card") or {}
@@ -80,8 +101,14 @@ def card_summary(manifest: dict[str, Any]) -> str:
     metrics = card.get("metrics") or {}
     ours = (metrics.get("eegvlm_direct_answer") or {}).get("both") or metrics.get("eegvlm")
     if ours:
-        lines.append(f"Accuracy {_pct(ours.get('accuracy'))}, macro-F1 "
-                     f"{_pct(ours.get('macro_f1'))}, kappa {ours.get('kappa', 0):.2f}")
+        ctx = metrics.get("eegvlm_context")
+        line = _metric_line("Each epoch alone: " if ctx else "", ours)
+        lines.append(line[0].upper() + line[1:])
+        if ctx:
+            lines.append(_metric_line("With night context: ", ctx))
+        yasa = metrics.get("yasa")
+        if yasa:
+            lines.append(_metric_line("YASA on the same epochs: ", yasa))
         if metrics.get("split"):
             lines.append(f"<i>{esc(str(metrics['split']))}</i>")
     else:

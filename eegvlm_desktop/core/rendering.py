@@ -8,6 +8,12 @@ no matplotlib, deterministic to the byte, and fast enough to render a night in s
 
 Layout (top to bottom): EEG frontal, EEG central, EEG occipital, EOG, chin EMG, then a
 time-frequency strip of the central (else first available) EEG. See :func:`image_layout`.
+
+Chin EMG is drawn as its *tone*, not as a trace: a filled level of the 1-s RMS envelope on a
+logarithmic µV scale. Scorers read chin EMG as a level (high in wake, lowest in REM), labs
+record it either raw (200-512 Hz) or as a ready-made envelope (Sleep-EDF's 1-Hz "EMG
+submental", 0.1-4 µV), and both become the same kind of picture this way. Renderer 1 drew the
+envelope as a trace at +-50 µV, which left it ~1 pixel high: the model never saw chin tone.
 """
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ from scipy import signal as sps
 from eegvlm_desktop.core.montage import EEG_ROLES, ROLES
 
 #: Bump whenever a pixel of the output may change: cached images and trained models record it.
-RENDERER_VERSION = "1"
+RENDERER_VERSION = "2"
 #: Image side in pixels. 224 is the native input of CLIP ViT-B/16 and ViT-L/14 (the 336-px
 #: LLaVA tower interpolates from it); rendering at the encoder's size avoids a resize that would
 #: blur one-pixel traces, and 224 columns still give ~7.5 samples per column at 100 Hz / 30 s.
@@ -32,7 +38,13 @@ RENDER_SFREQ = 100.0
 
 #: Fixed half-range (µV) per band type: amplitude is information (N3 slow waves are > 75 µV
 #: peak-to-peak), so traces are never auto-scaled; larger excursions clip at the band edge.
-SCALES_UV: dict[str, float] = {"eeg": 100.0, "eog": 200.0, "emg": 50.0}
+SCALES_UV: dict[str, float] = {"eeg": 100.0, "eog": 200.0, "emg": 30.0}
+#: Chin EMG level scale (µV RMS, log10): the band's bottom row is EMG_LEVEL_UV[0], its top row
+#: ``SCALES_UV["emg"]``. Two and a half decades cover REM atonia in an envelope channel
+#: (~0.2 µV) up to tonic waking EMG in a raw one (~30 µV).
+EMG_LEVEL_UV = (0.1, SCALES_UV["emg"])
+#: Raw chin EMG is high-passed here (Hz) before its RMS: the muscle band, without drift/ECG.
+EMG_HIGHPASS_HZ = 10.0
 #: One colour per band type (RGB); a missing role is a mid-grey centre line.
 COLORS: dict[str, tuple[int, int, int]] = {
     "eeg": (235, 235, 235), "eog": (90, 200, 255), "emg": (255, 140, 60)}
@@ -54,7 +66,7 @@ class Band:
     kind: str  # "eeg", "eog", "emg" or "tf"
     top: int
     height: int
-    scale_uv: float | None  # half-range in µV (None for "tf")
+    scale_uv: float | None  # half-range in µV; the level scale's top for "emg"; None for "tf"
 
 
 def image_layout() -> tuple[Band, ...]:
@@ -219,13 +231,10 @@ def _draw_trace(img: np.ndarray, band: Band, x: np.ndarray | None) -> None:
         view[int(mid)] = MISSING_COLOR
         return
     x = np.asarray(x, dtype=np.float64)
-    if band.kind != "emg":
-        # Remove the offset (electrode DC, slow drift) so a fixed scale stays centred. EMG is
-        # left as is: Sleep-EDF's chin channel is a positive RMS envelope whose level *is* the
-        # tone, and raw chin EMG is high-pass filtered (zero-mean) already.
-        fin = x[np.isfinite(x)]
-        if fin.size:
-            x = x - np.median(fin)
+    # Remove the offset (electrode DC, slow drift) so a fixed scale stays centred.
+    fin = x[np.isfinite(x)]
+    if fin.size:
+        x = x - np.median(fin)
     lo, hi, valid = _column_extrema(x, w)
     px_per_uv = mid / float(band.scale_uv)  # +scale -> row 0, -scale -> row h-1
     with np.errstate(invalid="ignore"):  # inf/NaN in invalid columns, masked out below
@@ -234,6 +243,59 @@ def _draw_trace(img: np.ndarray, band: Band, x: np.ndarray | None) -> None:
     rows = np.arange(h)[:, None]
     mask = (rows >= top[None, :]) & (rows <= bot[None, :]) & valid[None, :]
     view[mask] = COLORS[band.kind]
+
+
+def emg_envelope(x: np.ndarray, sfreq: float) -> np.ndarray:
+    """The chin EMG tone of ``x`` (µV): the 1-s RMS of the muscle band, NaN where ``x`` is NaN.
+
+    A signal that is already an envelope (>= 99 % of its samples non-negative and almost no
+    power above :data:`EMG_HIGHPASS_HZ`, like Sleep-EDF's 1-Hz "EMG submental") is returned as
+    it is; a raw EMG is high-passed at :data:`EMG_HIGHPASS_HZ` and its RMS taken over 1-s
+    windows centred on each sample.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    finite = np.isfinite(x)
+    if not finite.any():
+        return x.copy()
+    filled = np.where(finite, x, 0.0)
+    n_win = max(1, int(round(sfreq)))
+    if filled.size > 27 and sfreq > 2 * EMG_HIGHPASS_HZ:
+        sos = sps.butter(4, EMG_HIGHPASS_HZ, "highpass", fs=sfreq, output="sos")
+        hp = sps.sosfiltfilt(sos, filled - filled[finite].mean())
+    else:  # too short or too slow to hold a muscle band: only an envelope makes sense
+        hp = np.zeros_like(filled)
+    vals = x[finite]
+    hp_rms = float(np.sqrt(np.mean(hp[finite] ** 2)))
+    if np.mean(vals >= 0) >= 0.99 and hp_rms < 0.1 * max(float(vals.mean()), 1e-12):
+        env = np.clip(filled, 0.0, None)  # already an envelope (resampling rings slightly < 0)
+    else:
+        power = np.convolve(hp ** 2, np.ones(n_win) / n_win, mode="same")
+        env = np.sqrt(power)
+    return np.where(finite, env, np.nan)
+
+
+def _draw_level(img: np.ndarray, band: Band, x: np.ndarray | None, sfreq: float) -> None:
+    """Chin EMG as a filled level per column (log µV scale, bottom = EMG_LEVEL_UV[0])."""
+    h, w = band.height, img.shape[1]
+    view = img[band.top:band.top + h]
+    if x is None:
+        view[(h - 1) // 2] = MISSING_COLOR
+        return
+    env = emg_envelope(x, sfreq)
+    if env.size < w:
+        env = np.interp(np.linspace(0, env.size - 1, w), np.arange(env.size), env)
+    starts = (np.arange(w) * env.size) // w
+    finite = np.isfinite(env)
+    counts = np.add.reduceat(finite.astype(np.int32), starts)
+    sums = np.add.reduceat(np.where(finite, env, 0.0), starts)
+    valid = counts > 0
+    level = sums / np.maximum(counts, 1)
+    lo, hi = np.log10(EMG_LEVEL_UV[0]), np.log10(EMG_LEVEL_UV[1])
+    frac = np.clip((np.log10(np.maximum(level, 1e-12)) - lo) / (hi - lo), 0.0, 1.0)
+    # At least the bottom row is lit in a valid column, so "no tone" differs from "no data".
+    top = np.clip(np.floor((h - 1) * (1.0 - frac) + 0.5), 0, h - 1)
+    rows = np.arange(h)[:, None]
+    view[(rows >= top[None, :]) & valid[None, :]] = COLORS["emg"]
 
 
 def _draw_tf(img: np.ndarray, band: Band, x: np.ndarray | None, sfreq: float) -> None:
@@ -280,7 +342,10 @@ def render_epoch(signals: EpochSignals) -> np.ndarray:
     img = np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
     bands = image_layout()
     for band in bands[:-1]:
-        _draw_trace(img, band, signals.signals.get(band.name))
+        if band.kind == "emg":
+            _draw_level(img, band, signals.signals.get(band.name), signals.sfreq)
+        else:
+            _draw_trace(img, band, signals.signals.get(band.name))
     tf_src = next((signals.signals[r] for r in ("eeg_central",) + EEG_ROLES
                    if signals.signals.get(r) is not None), None)
     _draw_tf(img, bands[-1], tf_src, signals.sfreq)

@@ -24,7 +24,7 @@ from eegvlm_desktop.core.hypnogram_io import read_hypnogram
 from eegvlm_desktop.core.model_layer import ModelLayer
 from eegvlm_desktop.core.montage import pick_roles
 from eegvlm_desktop.core.recording import read_recording
-from eegvlm_desktop.core.rendering import render_night
+from eegvlm_desktop.core.rendering import RENDERER_VERSION, render_night
 from eegvlm_desktop.core.stages import STAGES
 from tests.conftest import write_edf
 
@@ -123,7 +123,7 @@ def test_selection_reasoning_model_answers_and_manifest(rec, tmp_path):
     assert man["counts"] == {"W": 2, "N1": 1, "N2": 3, "N3": 2, "R": 1}
     assert man["n_corrected"] == report.n_corrected == 3  # epochs 1, 2, 9
     assert man["scorer"] == "Dr Expert" and man["created_at"] == "2030-01-02T03:04:05Z"
-    assert man["renderer_version"] == "1" and man["prompt"] == PROMPT
+    assert man["renderer_version"] == RENDERER_VERSION and man["prompt"] == PROMPT
     assert man["model"]["name"] == "tiny-v1" and len(man["model"]["manifest_sha256"]) == 64
     assert man["recording"]["channel_roles"][0].startswith("EEG frontal: EEG Fpz-Cz")
     assert man["recording"]["sha256"] == hashlib.sha256(rec.path.read_bytes()).hexdigest()
@@ -275,7 +275,7 @@ def test_load_finetune_dataset_round_trip_and_checks(rec, tmp_path):
     assert all(a.endswith(f"Stage: {s}") for a, s in zip(data.answers, data.stages))
     roles = pick_roles(rec.ch_names, rec.ch_types)
     assert np.array_equal(data.images[:9], render_night(rec, roles, EXPORTED))
-    assert data.meta["renderer_version"] == "1" and len(data.meta["exports"]) == 2
+    assert data.meta["renderer_version"] == RENDERER_VERSION and len(data.meta["exports"]) == 2
     assert data.meta["recordings"][0].startswith("recording-")
     assert len(data.subset(np.array([0, 10]))) == 2
     json.dumps(data.meta, allow_nan=False)  # save_dataset and the model card store it as JSON
@@ -286,7 +286,8 @@ def test_load_finetune_dataset_round_trip_and_checks(rec, tmp_path):
     with pytest.raises(ExportError, match=r"images/epoch_00003\.png.*checksum"):
         load_finetune_dataset(tmp_path / "a")
     man = tmp_path / "b" / "manifest.json"
-    man.write_text(man.read_text().replace('"renderer_version": "1"', '"renderer_version": "0"'))
+    man.write_text(man.read_text().replace(f'"renderer_version": "{RENDERER_VERSION}"',
+                                          '"renderer_version": "0"'))
     with pytest.raises(ExportError, match="renderer version '0'"):
         load_finetune_dataset(tmp_path / "b")
     man.unlink()

@@ -10,8 +10,8 @@ import pytest
 from eegvlm_desktop.core.montage import ROLES, describe_roles, pick_roles
 from eegvlm_desktop.core.recording import infer_type, read_recording
 from eegvlm_desktop.core.rendering import (
-    IMAGE_SIZE, MISSING_COLOR, TF_FREQS, EpochSignals, image_layout, prepare_epoch, render_epoch,
-    render_night)
+    EMG_LEVEL_UV, IMAGE_SIZE, MISSING_COLOR, TF_FREQS, EpochSignals, emg_envelope, image_layout,
+    prepare_epoch, render_epoch, render_night)
 from tests.conftest import EXAMPLE_PSG
 
 NAMES = ("EEG Fpz-Cz", "EEG Pz-Oz", "EOG horizontal", "EMG submental")
@@ -113,6 +113,62 @@ def test_fixed_scale_larger_signal_draws_taller_and_clips() -> None:
     img = render_epoch(sine_signals(400.0))
     central = img[band_rows("eeg_central")]  # a missing role: only its grey line
     assert set(map(tuple, central.reshape(-1, 3))) == {(0, 0, 0), MISSING_COLOR}
+
+
+def emg_signals(emg: np.ndarray | None) -> EpochSignals:
+    sig = {r: None for r in ROLES}
+    sig["emg"] = emg
+    return EpochSignals(sig)
+
+
+def level_rows(img: np.ndarray) -> np.ndarray:
+    """Lit rows per column of the EMG band (the level's height in pixels)."""
+    return img[band_rows("emg")].any(axis=2).sum(axis=0)
+
+
+def test_raw_emg_envelope_is_its_1s_rms_in_the_muscle_band() -> None:
+    rng = np.random.default_rng(5)
+    t = np.arange(3000) / 100.0
+    # 8 µV RMS of muscle-band noise on top of a 40 µV, 0.5-Hz drift the high-pass must drop.
+    hp_noise = np.diff(rng.normal(0, 1, 3001))  # white-ish, most power above 10 Hz
+    from scipy import signal as sps
+    sos = sps.butter(4, 12, "highpass", fs=100, output="sos")
+    muscle = sps.sosfiltfilt(sos, hp_noise)
+    muscle *= 8.0 / np.sqrt(np.mean(muscle ** 2))
+    env = emg_envelope(muscle + 40 * np.sin(2 * np.pi * 0.5 * t), 100.0)
+    assert np.median(env[200:-200]) == pytest.approx(8.0, rel=0.2)
+    # Already an envelope (Sleep-EDF's 1-Hz chin RMS, positive and slow): kept as it is.
+    slow = 2.0 + np.sin(2 * np.pi * 0.05 * t)
+    np.testing.assert_allclose(emg_envelope(slow, 100.0), slow)
+    gap = slow.copy()
+    gap[:500] = np.nan  # off-recording samples stay off the picture
+    assert np.isnan(emg_envelope(gap, 100.0)[:500]).all()
+
+
+def test_emg_is_a_log_level_higher_tone_draws_taller() -> None:
+    heights = [int(np.median(level_rows(render_epoch(emg_signals(np.full(3000, uv))))))
+               for uv in (0.2, 2.0, 20.0)]
+    h = band_rows("emg").stop - band_rows("emg").start
+    assert 0 < heights[0] < heights[1] < heights[2] <= h
+    # A decade is the same height anywhere on the scale (log), within a pixel of rounding.
+    assert abs((heights[2] - heights[1]) - (heights[1] - heights[0])) <= 1
+    # Sleep-EDF's REM (~0.2 µV) and wake (~3.4 µV) chin tone differ by many pixels, where
+    # renderer 1's +-50 µV trace showed both as the same ~1-pixel line.
+    rem = np.median(level_rows(render_epoch(emg_signals(np.full(3000, 0.2)))))
+    wake = np.median(level_rows(render_epoch(emg_signals(np.full(3000, 3.4)))))
+    assert wake - rem >= 10
+    top = level_rows(render_epoch(emg_signals(np.full(3000, 10 * EMG_LEVEL_UV[1])))).min()
+    assert top == h  # clipped at the band's top, never into the next band
+    half = np.full(3000, 2.0)
+    half[1500:] = np.nan
+    cols = level_rows(render_epoch(emg_signals(half)))
+    assert (cols[:100] > 0).all() and (cols[-100:] == 0).all()
+
+
+def test_missing_emg_is_a_grey_line() -> None:
+    band = render_epoch(emg_signals(None))[band_rows("emg")]
+    lit = np.flatnonzero(band.any(axis=(1, 2)))
+    assert len(lit) == 1 and (band[lit[0]] == MISSING_COLOR).all()
 
 
 def test_time_frequency_strip_shows_a_spindle_burst() -> None:

@@ -14,6 +14,7 @@ import torch
 from eegvlm_desktop import cli, cli_model
 from eegvlm_desktop.core.cot import PROMPT
 from eegvlm_desktop.core.errors import EEGVLMError
+from eegvlm_desktop.core.rendering import RENDERER_VERSION
 from eegvlm_desktop.core.finetune import (VISION_PARTS, FinetuneError, FinetuneSettings,
                                           finetune, fit_answers, save_finetuned)
 from eegvlm_desktop.core.vlm.config import VLMConfig
@@ -176,7 +177,7 @@ def test_saved_folder_loads_and_its_card_is_honest(parent, tmp_path):
     card = manifest["card"]
     assert card["name"] == "ft" and card["date"].endswith("+00:00")
     assert card["parent_model"] == {"name": "parent", "folder": str(parent),
-                                    "renderer_version": "1",
+                                    "renderer_version": RENDERER_VERSION,
                                     "model_sha256": parent_manifest["files"]["model.safetensors"]}
     ftd = card["fine_tuning_data"]
     assert ftd["recordings"][0]["sha256"] == "ab" * 32 and ftd["n_corrected"] == 3

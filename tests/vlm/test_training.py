@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from eegvlm_desktop.core.dataset import NightData, load_dataset, save_dataset
+from eegvlm_desktop.core.rendering import RENDERER_VERSION
 from eegvlm_desktop.core.training import TrainSettings, cross_validate, predict_probs, train
 
 
@@ -19,7 +20,7 @@ def fake_night(n: int = 24, seed: int = 0) -> NightData:
     answers = [f"1. Background activity looks {'fast' if s == 'W' else 'slow'}. Stage: {s}"
                for s in stages]
     return NightData(images, stages, answers, np.arange(n), np.zeros(n, int),
-                     {"format": 1, "renderer_version": "1"})
+                     {"format": 1, "renderer_version": RENDERER_VERSION})
 
 
 def test_train_learns_and_predicts():

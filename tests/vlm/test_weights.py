@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from eegvlm_desktop.core.errors import EEGVLMError
+from eegvlm_desktop.core.rendering import RENDERER_VERSION
 from eegvlm_desktop.core.vlm.weights import (
     MANIFEST_FILE, ModelFolderError, _sha256, load_model, save_model)
 
@@ -25,7 +26,7 @@ def saved(tokenizer, tmp_path):
 
 def test_round_trip_identical_stage_probs(saved, images):
     m, folder = saved
-    loaded, tok, manifest = load_model(folder, expected_renderer_version="1")
+    loaded, tok, manifest = load_model(folder, expected_renderer_version=RENDERER_VERSION)
     assert not loaded.training
     torch.testing.assert_close(loaded.stage_probs(images[:3]), m.stage_probs(images[:3]),
                                rtol=0, atol=0)
@@ -67,8 +68,8 @@ def test_missing_file(saved, name):
 
 def test_wrong_renderer_version(saved):
     _, folder = saved
-    with pytest.raises(ModelFolderError, match="renderer version '1'.*'2'"):
-        load_model(folder, expected_renderer_version="2")
+    with pytest.raises(ModelFolderError, match=f"renderer version '{RENDERER_VERSION}'.*'0'"):
+        load_model(folder, expected_renderer_version="0")
 
 
 def _rewrite_config(folder, edit) -> None:

@@ -31,7 +31,7 @@ LORA_KEYS: tuple[str, ...] = ("r", "lora_alpha", "lora_dropout", "target_modules
                               "alpha_pattern", "init_lora_weights", "fan_in_fan_out")
 PRESETS: tuple[str, ...] = ("tiny", "default", "fast")
 #: The renderer version this code was written against; the renderer owns the real constant.
-DEFAULT_RENDERER_VERSION = "1"
+DEFAULT_RENDERER_VERSION = "2"
 DEFAULT_CHANNELS: tuple[str, ...] = ("EEG", "EOG", "EMG")
 DEFAULT_DIRECT_PROMPT = "Which sleep stage is this EEG epoch? Stage:"
 

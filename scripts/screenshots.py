@@ -1,0 +1,80 @@
+"""Re-take the README's model screenshots from the real window (run under xvfb-run).
+
+    xvfb-run -a -s "-screen 0 1680x1050x24" .venv/bin/python scripts/screenshots.py [OUT_DIR]
+
+Opens the bundled example night with the bundled default model, stages the whole night
+(Ctrl+R), then saves:
+
+- ``model-in-app.png``: epoch 301 explained (E): reasoning, attention, hypnodensity;
+- ``night-context.png``: the first epoch whose stage night context changed, the epoch panel
+  flagging it.
+
+Labels and settings go to a temporary folder, so the example's autosave is never touched.
+Prints one JSON line: what was shown.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QEventLoop, QSettings, QTimer
+from PySide6.QtWidgets import QApplication
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+EXAMPLE = REPO / "resources" / "example" / "SC4001-example-PSG.edf"
+
+
+def wait(signal, timeout_s: float = 120.0) -> None:
+    """Run the event loop until ``signal`` fires (or fail after ``timeout_s``)."""
+    loop = QEventLoop()
+    fired = []
+    signal.connect(lambda *a: (fired.append(a), loop.quit()))
+    QTimer.singleShot(int(timeout_s * 1000), loop.quit)
+    loop.exec()
+    if not fired:
+        raise SystemExit(f"timed out waiting for {signal}")
+
+
+def settle(ms: int = 800) -> None:
+    loop = QEventLoop()
+    QTimer.singleShot(ms, loop.quit)
+    loop.exec()
+
+
+def main() -> None:
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "resources" / "screenshots"
+    app = QApplication.instance() or QApplication(sys.argv)
+    from eegvlm_desktop.gui.main_window import MainWindow
+
+    tmp = Path(tempfile.mkdtemp())
+    w = MainWindow(settings=QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat),
+                   user="screenshot", data_dir=tmp)
+    w.resize(1600, 950)
+    w.show()
+    w.open_file(EXAMPLE)
+    w.model.run_night()
+    wait(w.model.worker.runFinished, 300)
+    settle()
+    w.goto_epoch(301)
+    w.model.explain()
+    wait(w.model.worker.explained, 120)
+    settle(1500)
+    w.grab().save(str(out / "model-in-app.png"))
+    layer = w.model.layer
+    changed = np.flatnonzero(layer.proba.argmax(1) != layer.epoch_proba.argmax(1))
+    shown = {"explained": 301, "context_changed": changed.tolist()}
+    if changed.size:
+        w.goto_epoch(int(changed[0]))
+        settle(2500)
+        w.grab().save(str(out / "night-context.png"))
+    print(json.dumps(shown))
+    w.close()
+    app.processEvents()
+
+
+if __name__ == "__main__":
+    main()
