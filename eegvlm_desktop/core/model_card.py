@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EEGVLMError
+from .protocol import PROTOCOL_TEXT
 from .sequence import StageSequenceModel
 
 MANIFEST_FILE = "MANIFEST.json"
+#: What a shipped card keeps of each metrics block.
+KEEP = ("accuracy", "macro_f1", "kappa", "per_stage_f1", "confusion", "n_epochs")
 
 
 def default_models_root() -> Path:
@@ -132,6 +135,97 @@ def card_summary(manifest: dict[str, Any]) -> str:
         lines.append(f"Fine-tuned from <b>{esc(str(name))}</b>"
                      + (f" on {esc(str(card['date'])[:10])}" if card.get("date") else ""))
     return "<br>".join(lines)
+
+
+def shipped_card(manifest: dict, config: dict, cv: dict, source: str, stage_counts: dict,
+               device: str) -> dict:
+    """The card of a shipped model: what was trained, how, and a CV of the *same* recipe.
+
+    Parameters
+    ----------
+    manifest : dict
+        The model folder's manifest, as ``eegvlm train`` wrote it.
+    config : dict
+        Its ``config.json``.
+    cv : dict
+        The JSON of ``eegvlm evaluate --cv blocks:K --cv-models DIR --yasa``.
+    source : str
+        Where ``cv`` was read from (named on the card and in errors).
+    stage_counts : dict
+        Epochs per stage in the training data.
+    device : str
+        What the shipped weights were trained on.
+
+    Raises
+    ------
+    EEGVLMError
+        When ``cv`` is not a complete run of this model's recipe and renderer with YASA beside
+        it: a card must never quote another model's numbers.
+    """
+    card = manifest.get("card") or {}
+    training = card.get("training") or {}
+    settings = training.get("settings") or {}
+    problems = []
+    if cv.get("k") is None or len(cv.get("folds", [])) != cv["k"]:
+        problems.append(f"not every fold ran (folds {cv.get('folds')} of k={cv.get('k')})")
+    for key in ("eegvlm", "eegvlm_context", "yasa"):
+        if key not in cv:
+            problems.append(f"no '{key}' result (run --cv-models DIR --yasa)")
+    if cv.get("training_settings") != settings:
+        problems.append(f"CV recipe {cv.get('training_settings')} is not the model's {settings}")
+    if cv.get("settings_differ_from_card"):
+        problems.append("the CV ran with --epochs other than the card's")
+    if cv.get("renderer_version") != manifest.get("renderer_version"):
+        problems.append(f"CV renderer {cv.get('renderer_version')!r} is not the model's "
+                        f"{manifest.get('renderer_version')!r}")
+    if problems:
+        raise EEGVLMError(f"{source} cannot stand for this model: " + "; ".join(problems))
+    history = training.get("history") or []
+    k = cv["k"]
+    return {
+        "name": card.get("name"),
+        "architecture": architecture_text(config),
+        "n_parameters": manifest.get("n_parameters"),
+        "training_data": {
+            "recordings": ["Sleep-EDF Expanded SC4001E0-PSG.edf (PhysioNet, ODC-By 1.0)"],
+            "hypnograms": (card.get("training_data") or {}).get("hypnograms"),
+            "channel_roles": (card.get("training_data") or {}).get("channel_roles"),
+            "epochs": card.get("n_examples"),
+            "window": "standard window (sleep period + 30 min of wake each side)",
+            "stage_counts": stage_counts,
+            "shipped_model_trained_on": f"all {card.get('n_examples')} window epochs of SC4001",
+        },
+        "training": {"device": device, "settings": settings,
+                     "seconds": training.get("seconds"),
+                     "final_epoch_losses": history[-1] if history else None,
+                     "history": history},
+        "protocol": PROTOCOL_TEXT,
+        "metrics": {
+            "split": (f"blocked {k}-fold cross-validation inside SC4001: contiguous blocks of "
+                      f"~{round(cv['epochs'] / k)} epochs, each predicted by a model of the same "
+                      "recipe trained on the other blocks only; night context counted from "
+                      "those training blocks only"),
+            "device": cv.get("device"),
+            "source": Path(source).name,
+            "renderer_version": cv["renderer_version"],
+            "eegvlm": {key: cv["eegvlm"][key] for key in KEEP},
+            "eegvlm_context": {key: cv["eegvlm_context"][key] for key in KEEP},
+            "yasa": {key: cv["yasa"][key] for key in KEEP if key in cv["yasa"]},
+            "yasa_setup": "YASA 0.8.1 zero-shot, EEG Fpz-Cz only, on the same epochs",
+            "per_fold": [{**{key: p[key] for key in ("fold", "first_epoch", "last_epoch",
+                                                     "epochs")},
+                          **{a: {key: round(p[a][key], 4)
+                                 for key in ("accuracy", "macro_f1", "kappa")}
+                             for a in ("eegvlm", "eegvlm_context")}}
+                         for p in cv["per_fold"]],
+        },
+        "limitations": [
+            "One night of one subject: the cross-validated number is within-subject and "
+            "flatters the model; zero-shot on other labs it is much weaker (see README).",
+            "Trained on the CPU of a 2-core machine; a GPU run of the same recipe differs by "
+            "about a point (floating-point order), not by design.",
+        ],
+    }
 
 
 # Sleep-EDF record ids (SC4001, ST7011): a file cut from a record keeps its id in its name.

@@ -7,7 +7,7 @@ import pytest
 
 from eegvlm_desktop.core.errors import EEGVLMError
 from eegvlm_desktop.core.model_card import (card_summary, list_model_folders,
-                                            read_manifest_json, trained_on)
+                                            read_manifest_json, shipped_card, trained_on)
 
 from ..conftest import REPO
 
@@ -63,3 +63,39 @@ def test_training_night_is_recognised_by_name_or_record_id():
     assert not trained_on(manifest, "SC4002E0-PSG.edf")
     assert not trained_on(manifest, "excerpt3.edf")
     assert not trained_on({}, "SC4001E0-PSG.edf")
+
+
+def _cv_run(settings: dict, renderer: str = "2", folds=(0, 1, 2, 3, 4)) -> dict:
+    m = {"accuracy": 0.85, "macro_f1": 0.8, "kappa": 0.8, "per_stage_f1": {}, "n_epochs": 841,
+         "confusion": [[188, 0, 0, 0, 0], [0, 58, 0, 0, 0], [0, 0, 250, 0, 0],
+                       [0, 0, 0, 220, 0], [0, 0, 0, 0, 125]]}
+    per_fold = [{"fold": f, "first_epoch": 0, "last_epoch": 1, "epochs": 168,
+                 "eegvlm": m, "eegvlm_context": m} for f in folds]
+    return {"k": 5, "folds": list(folds), "epochs": 841, "training_settings": settings,
+            "renderer_version": renderer, "device": "cpu", "settings_differ_from_card": False,
+            "eegvlm": m, "eegvlm_context": {**m, "accuracy": 0.86}, "yasa": m,
+            "per_fold": per_fold}
+
+
+def test_shipped_card_quotes_only_a_complete_cv_of_the_same_recipe():
+    settings = {"preset": "fast", "epochs": 30}
+    manifest = {"renderer_version": "2", "n_parameters": 5,
+                "card": {"name": "default", "n_examples": 841,
+                         "training": {"settings": settings, "history": [{"loss": 0.3}],
+                                      "seconds": 9.0}}}
+    config = json.loads((REPO / "model_weights" / "default" / "config.json").read_text())
+    card = shipped_card(manifest, config, _cv_run(settings), "cv.json", {"W": 188}, "cpu")
+    assert card["metrics"]["eegvlm_context"]["accuracy"] == 0.86
+    assert card["metrics"]["source"] == "cv.json" and "5-fold" in card["metrics"]["split"]
+    assert card["architecture"].startswith("EEG-VLM") and "patch 32" in card["architecture"]
+    text = card_summary({"card": card})
+    assert "With night context: accuracy 86.0 %" in text and "YASA on the same epochs" in text
+    bad = [(_cv_run({**settings, "epochs": 12}), "recipe"), (_cv_run(settings, "1"), "renderer"),
+           (_cv_run(settings, folds=(0, 1)), "not every fold")]
+    for cv, why in bad:
+        with pytest.raises(EEGVLMError, match=why):
+            shipped_card(manifest, config, cv, "cv.json", {}, "cpu")
+    no_yasa = _cv_run(settings)
+    del no_yasa["yasa"]
+    with pytest.raises(EEGVLMError, match="'yasa'"):
+        shipped_card(manifest, config, no_yasa, "cv.json", {}, "cpu")
