@@ -9,12 +9,14 @@ Opens the bundled example night with the bundled default model, stages the whole
 - ``night-context.png``: the first epoch whose stage night context changed, the epoch panel
   flagging it.
 
-Labels and settings go to a temporary folder, so the example's autosave is never touched.
+The example is copied to a temporary folder first (labels are autosaved beside the
+recording), so the example's own autosave and settings are never touched.
 Prints one JSON line: what was shown.
 """
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -51,11 +53,13 @@ def main() -> None:
     from eegvlm_desktop.gui.main_window import MainWindow
 
     tmp = Path(tempfile.mkdtemp())
+    for f in EXAMPLE.parent.glob("SC4001-example-*.edf"):
+        shutil.copy(f, tmp / f.name)
     w = MainWindow(settings=QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat),
                    user="screenshot", data_dir=tmp)
     w.resize(1600, 950)
     w.show()
-    w.open_file(EXAMPLE)
+    w.open_file(tmp / EXAMPLE.name)
     w.model.run_night()
     wait(w.model.worker.runFinished, 300)
     settle()

@@ -76,15 +76,20 @@ def test_explanation_needs_patch_tokens(cot_tokenizer):
 
 
 def test_shipped_model_steps_attend_differently():
-    """On the shipped model, each reasoning step has its own attention map."""
+    """On the shipped model and a real epoch, each reasoning step has its own attention map."""
     from pathlib import Path
 
+    from eegvlm_desktop.core.montage import pick_roles
+    from eegvlm_desktop.core.recording import read_recording
+    from eegvlm_desktop.core.rendering import render_night
     from eegvlm_desktop.core.vlm.weights import load_model
+    from tests.conftest import EXAMPLE_PSG
 
     folder = Path(__file__).resolve().parents[2] / "model_weights" / "default"
     model, tok, _ = load_model(folder, "cpu")
     torch.manual_seed(0)
-    img = np.random.default_rng(3).integers(0, 256, (224, 224, 3), dtype=np.uint8)
-    ex = explain_epoch(model, tok, img, max_new_tokens=60)
+    rec = read_recording(EXAMPLE_PSG)
+    img = render_night(rec, pick_roles(rec.ch_names, rec.ch_types), [301])[0]
+    ex = explain_epoch(model, tok, img, max_new_tokens=200)
     assert len(ex.steps) >= 2
     assert not np.allclose(ex.step_maps[0], ex.step_maps[1])

@@ -150,7 +150,8 @@ def test_bad_settings_and_data_are_clear_errors(parent, tmp_path):
             finetune(parent, data, FinetuneSettings(**bad), "cpu")
     old = fake_night(4)
     old.meta["renderer_version"] = "0"
-    with pytest.raises(FinetuneError, match="renderer version '0'.*allowed.*'1'"):
+    with pytest.raises(FinetuneError,
+                       match=f"renderer version '0'.*allowed.*'{RENDERER_VERSION}'"):
         finetune(parent, old, FinetuneSettings(), "cpu")
     wrong = fake_night(4)
     wrong.answers[1] = wrong.answers[1].replace("Stage: N3", "Stage: N2")
