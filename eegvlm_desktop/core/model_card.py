@@ -138,7 +138,7 @@ def card_summary(manifest: dict[str, Any]) -> str:
 
 
 def shipped_card(manifest: dict, config: dict, cv: dict, source: str, stage_counts: dict,
-               device: str) -> dict:
+                 device: str) -> dict:
     """The card of a shipped model: what was trained, how, and a CV of the *same* recipe.
 
     Parameters
@@ -182,18 +182,22 @@ def shipped_card(manifest: dict, config: dict, cv: dict, source: str, stage_coun
         raise EEGVLMError(f"{source} cannot stand for this model: " + "; ".join(problems))
     history = training.get("history") or []
     k = cv["k"]
+    data = card.get("training_data") or {}
+    # Sleep-EDF files are named by record id; their licence travels with any model of them.
+    recordings = [f"{r} (Sleep-EDF Expanded, PhysioNet, ODC-By 1.0)"
+                  if _RECORD_ID.search(str(r)) else str(r) for r in data.get("recordings", [])]
     return {
         "name": card.get("name"),
         "architecture": architecture_text(config),
         "n_parameters": manifest.get("n_parameters"),
         "training_data": {
-            "recordings": ["Sleep-EDF Expanded SC4001E0-PSG.edf (PhysioNet, ODC-By 1.0)"],
-            "hypnograms": (card.get("training_data") or {}).get("hypnograms"),
-            "channel_roles": (card.get("training_data") or {}).get("channel_roles"),
+            "recordings": recordings,
+            "hypnograms": data.get("hypnograms"),
+            "channel_roles": data.get("channel_roles"),
             "epochs": card.get("n_examples"),
             "window": "standard window (sleep period + 30 min of wake each side)",
             "stage_counts": stage_counts,
-            "shipped_model_trained_on": f"all {card.get('n_examples')} window epochs of SC4001",
+            "shipped_model_trained_on": f"all {card.get('n_examples')} window epochs",
         },
         "training": {"device": device, "settings": settings,
                      "seconds": training.get("seconds"),
@@ -201,7 +205,8 @@ def shipped_card(manifest: dict, config: dict, cv: dict, source: str, stage_coun
                      "history": history},
         "protocol": PROTOCOL_TEXT,
         "metrics": {
-            "split": (f"blocked {k}-fold cross-validation inside SC4001: contiguous blocks of "
+            "split": (f"blocked {k}-fold cross-validation inside {cv.get('recording', 'the night')}"
+                      ": contiguous blocks of "
                       f"~{round(cv['epochs'] / k)} epochs, each predicted by a model of the same "
                       "recipe trained on the other blocks only; night context counted from "
                       "those training blocks only"),

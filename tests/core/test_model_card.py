@@ -71,7 +71,7 @@ def _cv_run(settings: dict, renderer: str = "2", folds=(0, 1, 2, 3, 4)) -> dict:
                        [0, 0, 0, 220, 0], [0, 0, 0, 0, 125]]}
     per_fold = [{"fold": f, "first_epoch": 0, "last_epoch": 1, "epochs": 168,
                  "eegvlm": m, "eegvlm_context": m} for f in folds]
-    return {"k": 5, "folds": list(folds), "epochs": 841, "training_settings": settings,
+    return {"k": 5, "folds": list(folds), "epochs": 841, "recording": "SC4001E0-PSG.edf", "training_settings": settings,
             "renderer_version": renderer, "device": "cpu", "settings_differ_from_card": False,
             "eegvlm": m, "eegvlm_context": {**m, "accuracy": 0.86}, "yasa": m,
             "per_fold": per_fold}
@@ -81,6 +81,7 @@ def test_shipped_card_quotes_only_a_complete_cv_of_the_same_recipe():
     settings = {"preset": "fast", "epochs": 30}
     manifest = {"renderer_version": "2", "n_parameters": 5,
                 "card": {"name": "default", "n_examples": 841,
+                         "training_data": {"recordings": ["SC4001E0-PSG.edf"]},
                          "training": {"settings": settings, "history": [{"loss": 0.3}],
                                       "seconds": 9.0}}}
     config = json.loads((REPO / "model_weights" / "default" / "config.json").read_text())
@@ -88,6 +89,8 @@ def test_shipped_card_quotes_only_a_complete_cv_of_the_same_recipe():
     assert card["metrics"]["eegvlm_context"]["accuracy"] == 0.86
     assert card["metrics"]["source"] == "cv.json" and "5-fold" in card["metrics"]["split"]
     assert card["architecture"].startswith("EEG-VLM") and "patch 32" in card["architecture"]
+    assert "ODC-By" in card["training_data"]["recordings"][0]
+    assert trained_on({"card": card}, "SC4001-example-PSG.edf")
     text = card_summary({"card": card})
     assert "With night context: accuracy 86.0 %" in text and "YASA on the same epochs" in text
     bad = [(_cv_run({**settings, "epochs": 12}), "recipe"), (_cv_run(settings, "1"), "renderer"),
