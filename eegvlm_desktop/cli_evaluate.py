@@ -88,6 +88,31 @@ def context_probs(data, probs: np.ndarray, splits: list, folds: list[int],
     return out
 
 
+def calibrated_context_probs(data, probs: np.ndarray, splits: list, folds: list[int],
+                             balanced: bool = True) -> tuple[np.ndarray, dict[int, float]]:
+    """As :func:`context_probs`, with the answers first softened by a fitted temperature.
+
+    Fold ``f``'s temperature is fitted on the out-of-fold answers of the *other* evaluated
+    folds and their expert labels (all inside ``f``'s training blocks), never on block ``f``;
+    the models that made those answers did see block ``f``, an indirect influence the JSON
+    names. Needs at least two evaluated folds.
+    """
+    from .core.sequence import fit_temperature
+
+    if len(folds) < 2:
+        raise ValueError(f"The 'folds' parameter needs at least two folds to fit a temperature "
+                         f"on the others, but got {folds!r}.")
+    out = np.full_like(probs, np.nan)
+    temps: dict[int, float] = {}
+    for f in folds:
+        tr, te = splits[f]
+        other = np.concatenate([splits[g][1] for g in folds if g != f])
+        temps[f] = round(fit_temperature(probs[other], [data.stages[i] for i in other]), 3)
+        seq = data.sequence_model(balanced, rows=tr).with_temperature(temps[f])
+        out[te] = seq.smooth(probs[te], data.epochs[te])
+    return out, temps
+
+
 def evaluate(args, pair: Callable, parse_folds: Callable, progress_bar: Callable) -> int:
     """Run ``eegvlm evaluate`` (see ``cli_model.add_parsers`` for the options)."""
     from .core.atomic import atomic_write_text
@@ -118,7 +143,7 @@ def evaluate(args, pair: Callable, parse_folds: Callable, progress_bar: Callable
         "renderer_version": RENDERER_VERSION}
     evaluated = np.arange(len(data))
     reasoning: list[dict] = []
-    splits = folds = None
+    splits = folds = ctx_cal = None
     card = manifest.get("card") or {}
     saved = (card.get("training") or {}).get("settings") or {}
     settings = TrainSettings(**{k2: v for k2, v in saved.items()
@@ -166,6 +191,15 @@ def evaluate(args, pair: Callable, parse_folds: Callable, progress_bar: Callable
         result["training_settings"] = settings.to_dict()
         result["device"] = str(pick_device(args.device))
         ctx = context_probs(data, probs, splits, folds, settings.balance)
+        if len(folds) >= 2:
+            ctx_cal, temps = calibrated_context_probs(data, probs, splits, folds,
+                                                      settings.balance)
+            result["calibration"] = {
+                "temperatures": temps,
+                "how": ("each fold's answers softened by a temperature fitted (least negative "
+                        "log-likelihood) on the other folds' out-of-fold answers and labels, "
+                        "then decoded with night context; no label of the fold's own block is "
+                        "used, though the other folds' models trained on it")}
     else:
         model, tok, _ = load_model(args.model, str(pick_device(args.device)),
                                    expected_renderer_version=RENDERER_VERSION)
@@ -192,12 +226,16 @@ def evaluate(args, pair: Callable, parse_folds: Callable, progress_bar: Callable
     result["eegvlm"] = scores(probs, evaluated)
     if ctx is not None:
         result["eegvlm_context"] = scores(ctx, evaluated)
+    if ctx_cal is not None:
+        result["eegvlm_context_calibrated"] = scores(ctx_cal, evaluated)
     if args.cv:
         result["per_fold"] = []
         for f in folds:
             te = splits[f][1]
             row = {**_held_out(data, te, f, result["k"]), "epochs": len(te),
                    "eegvlm": scores(probs, te), "eegvlm_context": scores(ctx, te)}
+            if ctx_cal is not None:
+                row["eegvlm_context_calibrated"] = scores(ctx_cal, te)
             row.pop("k")
             result["per_fold"].append(row)
     if reasoning:
@@ -225,7 +263,9 @@ def evaluate(args, pair: Callable, parse_folds: Callable, progress_bar: Callable
             "model": str(args.model), "recording": Path(psg).name, "split": result["split"],
             "stages": list(STAGES), "epochs": data.epochs[evaluated].tolist(),
             "expert": expert, "probs": np.round(probs[evaluated], 5).tolist(),
-            "context_probs": None if ctx is None else np.round(ctx[evaluated], 5).tolist()}))
+            "context_probs": None if ctx is None else np.round(ctx[evaluated], 5).tolist(),
+            "context_calibrated_probs": (None if ctx_cal is None else
+                                         np.round(ctx_cal[evaluated], 5).tolist())}))
         result["probs_file"] = str(args.save_probs)
     json.dump(result, sys.stdout, indent=2)
     print()

@@ -17,9 +17,12 @@ import json
 import platform
 from pathlib import Path
 
+import numpy as np
+
 from eegvlm_desktop.core.atomic import atomic_write_text
 from eegvlm_desktop.core.errors import EEGVLMError
 from eegvlm_desktop.core.model_card import shipped_card
+from eegvlm_desktop.core.sequence import StageSequenceModel, fit_temperature
 from eegvlm_desktop.core.stages import STAGES
 
 
@@ -51,10 +54,23 @@ def main() -> None:
                                         f"cpu ({_cpu_name()}), torch {torch.__version__}")
     except EEGVLMError as err:
         raise SystemExit(str(err)) from None
+    # The shipped model's night context decodes answers softened by the temperature that
+    # calibrates the CV's out-of-fold answers (models of this recipe on epochs they never saw).
+    probs = json.loads(Path(cv["probs_file"]).read_text(encoding="utf-8"))
+    if probs.get("epochs") is None or len(probs["probs"]) != cv["epochs"]:
+        raise SystemExit(f"{cv['probs_file']}: not the {cv['epochs']} out-of-fold answers")
+    temperature = round(fit_temperature(np.asarray(probs["probs"], float), probs["expert"]), 3)
+    seq = StageSequenceModel.from_manifest(manifest)
+    manifest["sequence"] = seq.with_temperature(temperature).to_dict()
+    manifest["card"]["metrics"]["shipped_temperature"] = {
+        "temperature": temperature,
+        "fitted_on": (f"the {cv['epochs']} out-of-fold answers of {Path(args.cv).name} "
+                      "(least negative log-likelihood); used by the app's night context")}
     atomic_write_text(folder / "MANIFEST.json",
                       json.dumps(manifest, indent=2, ensure_ascii=False))
-    print(json.dumps({k: manifest["card"]["metrics"][k] for k in ("eegvlm", "eegvlm_context",
-                                                                   "yasa")})[:2000])
+    print(json.dumps({k: manifest["card"]["metrics"].get(k) for k in (
+        "eegvlm", "eegvlm_context", "eegvlm_context_calibrated", "yasa", "shipped_temperature")
+    })[:3000])
 
 
 if __name__ == "__main__":

@@ -109,6 +109,9 @@ def card_summary(manifest: dict[str, Any]) -> str:
         lines.append(line[0].upper() + line[1:])
         if ctx:
             lines.append(_metric_line("With night context: ", ctx))
+        cal = metrics.get("eegvlm_context_calibrated")
+        if cal:
+            lines.append(_metric_line("With calibrated night context: ", cal))
         yasa = metrics.get("yasa")
         if yasa:
             lines.append(_metric_line("YASA on the same epochs: ", yasa))
@@ -127,8 +130,10 @@ def card_summary(manifest: dict[str, Any]) -> str:
         lines.append(f"<i>{esc(str(rerun['split']))} (on {esc(str(rerun.get('device')))})</i>")
     seq = night_context(manifest)
     if seq is not None:
+        calibrated = (f", answers softened by temperature {seq.temperature:.2f}"
+                      if seq.temperature != 1.0 else "")
         lines.append(f"Night context: stage transitions from {seq.n_transitions} expert "
-                     "epoch pairs (toggle with C)")
+                     f"epoch pairs{calibrated} (toggle with C)")
     parent = card.get("parent_model")
     if parent:
         name = parent.get("name", "?") if isinstance(parent, dict) else parent
@@ -215,13 +220,18 @@ def shipped_card(manifest: dict, config: dict, cv: dict, source: str, stage_coun
             "renderer_version": cv["renderer_version"],
             "eegvlm": {key: cv["eegvlm"][key] for key in KEEP},
             "eegvlm_context": {key: cv["eegvlm_context"][key] for key in KEEP},
+            **({"eegvlm_context_calibrated": {key: cv["eegvlm_context_calibrated"][key]
+                                              for key in KEEP},
+                "calibration": cv.get("calibration")}
+               if "eegvlm_context_calibrated" in cv else {}),
             "yasa": {key: cv["yasa"][key] for key in KEEP if key in cv["yasa"]},
             "yasa_setup": "YASA 0.8.1 zero-shot, EEG Fpz-Cz only, on the same epochs",
             "per_fold": [{**{key: p[key] for key in ("fold", "first_epoch", "last_epoch",
                                                      "epochs")},
                           **{a: {key: round(p[a][key], 4)
                                  for key in ("accuracy", "macro_f1", "kappa")}
-                             for a in ("eegvlm", "eegvlm_context")}}
+                             for a in ("eegvlm", "eegvlm_context", "eegvlm_context_calibrated")
+                             if a in p}}
                          for p in cv["per_fold"]],
         },
         "limitations": [

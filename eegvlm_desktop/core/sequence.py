@@ -7,7 +7,10 @@ wake, R persists). This module adds that context the classical way, as a hybrid 
 * the hidden state is the stage, with a 5 x 5 transition matrix counted from the training
   hypnograms (consecutive epochs only, plus a pseudo-count so no transition is impossible);
 * the per-epoch probabilities of the direct answer, divided by the class prior they were
-  trained with, are the (scaled) emission likelihoods;
+  trained with, are the (scaled) emission likelihoods; a temperature fitted on held-out
+  answers (:func:`fit_temperature`) first softens them, because a network trained to near-zero
+  loss on one night is overconfident, and an overconfident epoch cannot be outvoted by its
+  neighbours however unlikely its stage is in context;
 * the forward-backward algorithm gives each epoch's stage posterior given the whole night.
 
 It is a few lines of numpy: neither mne, scipy nor yasa decode a posterior-based HMM, and
@@ -15,7 +18,7 @@ hmmlearn wants parametric emissions rather than a classifier's posteriors. No to
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -71,6 +74,57 @@ def transition_counts(stages: Sequence[str], epochs: Sequence[int] | None = None
     return counts
 
 
+#: Search range of :func:`fit_temperature` (a temperature of 1 leaves the answers as they are).
+TEMPERATURE_RANGE = (0.25, 20.0)
+
+
+def temper(proba: np.ndarray, temperature: float) -> np.ndarray:
+    """``proba ** (1 / temperature)``, renormalised per row (NaN rows stay NaN)."""
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"The 'temperature' parameter must be a finite number > 0, but got "
+                         f"{temperature!r}.")
+    logp = np.log(np.clip(np.asarray(proba, dtype=float), 1e-12, None)) / temperature
+    logp -= np.max(logp, axis=1, keepdims=True)
+    q = np.exp(logp)
+    return q / q.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(proba: np.ndarray, stages: Sequence[str]) -> float:
+    """The temperature that makes held-out answers best calibrated (least negative log-lik.).
+
+    Parameters
+    ----------
+    proba : ndarray (n, 5)
+        Direct-answer probabilities of epochs the model never trained on (e.g. the
+        out-of-fold answers of a cross-validation); NaN rows are ignored.
+    stages : sequence of str
+        The expert's stage of each row.
+
+    Returns
+    -------
+    float
+        In :data:`TEMPERATURE_RANGE`; > 1 means the answers were overconfident.
+    """
+    p = np.asarray(proba, dtype=float)
+    y = _stage_index(stages)
+    if p.ndim != 2 or p.shape != (len(y), len(STAGES)):
+        raise ValueError(f"The 'proba' parameter must have shape ({len(y)}, {len(STAGES)}) "
+                         f"(one row per stage), but got {p.shape}.")
+    ok = np.all(np.isfinite(p), axis=1)
+    if not ok.any():
+        raise ValueError("The 'proba' parameter has no finite row to fit a temperature on.")
+    p, y = p[ok], y[ok]
+    from scipy.optimize import minimize_scalar  # only here: the app's start-up never needs it
+
+    def nll(log_t: float) -> float:
+        return -float(np.mean(np.log(temper(p, float(np.exp(log_t)))[np.arange(len(y)), y]
+                                     + 1e-12)))
+
+    lo, hi = np.log(TEMPERATURE_RANGE)
+    return float(np.exp(minimize_scalar(nll, bounds=(lo, hi), method="bounded",
+                                        options={"xatol": 1e-3}).x))
+
+
 @dataclass(frozen=True)
 class StageSequenceModel:
     """Stage-transition matrix plus the class prior the per-epoch answers were trained with.
@@ -87,12 +141,15 @@ class StageSequenceModel:
         How many consecutive expert epoch pairs ``transitions`` was counted from.
     source : str
         Which data it was counted from (shown on the model card).
+    temperature : float
+        Applied to the answers before decoding (:func:`temper`); 1 when it was never fitted.
     """
 
     transitions: np.ndarray
     prior: np.ndarray
     n_transitions: int
     source: str
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
         n = len(STAGES)
@@ -104,8 +161,17 @@ class StageSequenceModel:
         if np.any(p <= 0):
             raise ValueError(f"The 'prior' parameter must be > 0 for every stage, got "
                              f"{p.tolist()}.")
+        if not (isinstance(self.temperature, (int, float)) and np.isfinite(self.temperature)
+                and self.temperature > 0):
+            raise ValueError(f"The 'temperature' parameter must be a finite number > 0, but "
+                             f"got {self.temperature!r}.")
         object.__setattr__(self, "transitions", t)
         object.__setattr__(self, "prior", p / p.sum())
+        object.__setattr__(self, "temperature", float(self.temperature))
+
+    def with_temperature(self, temperature: float) -> StageSequenceModel:
+        """The same model decoding answers softened by ``temperature`` (see :func:`temper`)."""
+        return replace(self, temperature=temperature)
 
     @classmethod
     def fit(cls, stages: Sequence[str], epochs: Sequence[int] | None = None, *,
@@ -149,7 +215,8 @@ class StageSequenceModel:
         return {"format": SEQUENCE_FORMAT, "stages": list(STAGES),
                 "transitions": np.round(self.transitions, 6).tolist(),
                 "prior": np.round(self.prior, 6).tolist(),
-                "n_transitions": self.n_transitions, "source": self.source}
+                "n_transitions": self.n_transitions, "source": self.source,
+                "temperature": round(self.temperature, 4)}
 
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any]) -> StageSequenceModel | None:
@@ -170,7 +237,9 @@ class StageSequenceModel:
                              f"{d.get('stages')!r}.")
         t = np.asarray(d.get("transitions"), dtype=float)
         t = t / t.sum(1, keepdims=True) if t.ndim == 2 and np.all(t.sum(1) > 0) else t
-        return cls(t, d.get("prior"), int(d.get("n_transitions", 0)), str(d.get("source", "")))
+        # Folders saved before calibration existed have no temperature: 1 leaves them as they were.
+        return cls(t, d.get("prior"), int(d.get("n_transitions", 0)), str(d.get("source", "")),
+                   d.get("temperature", 1.0))
 
     def smooth(self, proba: np.ndarray, epochs: Sequence[int] | None = None) -> np.ndarray:
         """Each epoch's stage posterior given every staged epoch of the night.
@@ -203,7 +272,9 @@ class StageSequenceModel:
         missing = ~np.all(np.isfinite(p), axis=1)
         # Likelihoods up to a constant; an unstaged epoch is uniform (no evidence). A tiny
         # floor keeps a 0.0 probability from vetoing the neighbours' context outright.
-        like = np.where(missing[:, None], 1.0, np.clip(p, 1e-6, None) / self.prior)
+        q = p if self.temperature == 1.0 else temper(np.where(missing[:, None], 1.0, p),
+                                                          self.temperature)
+        like = np.where(missing[:, None], 1.0, np.clip(q, 1e-6, None) / self.prior)
         powers = {int(g): self._power(int(g)) for g in np.unique(np.diff(ep))}
         steps = [powers[int(g)] for g in np.diff(ep)]
         alpha = np.empty_like(like)

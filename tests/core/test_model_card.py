@@ -8,6 +8,7 @@ import pytest
 from eegvlm_desktop.core.errors import EEGVLMError
 from eegvlm_desktop.core.model_card import (card_summary, list_model_folders,
                                             read_manifest_json, shipped_card, trained_on)
+from eegvlm_desktop.core.sequence import StageSequenceModel
 
 from ..conftest import REPO
 
@@ -91,8 +92,10 @@ def test_shipped_card_quotes_only_a_complete_cv_of_the_same_recipe():
     assert card["architecture"].startswith("EEG-VLM") and "patch 32" in card["architecture"]
     assert "ODC-By" in card["training_data"]["recordings"][0]
     assert trained_on({"card": card}, "SC4001-example-PSG.edf")
-    text = card_summary({"card": card})
+    seq = StageSequenceModel.fit(["W", "W", "N1", "N2"]).with_temperature(2.5)
+    text = card_summary({"card": card, "sequence": seq.to_dict()})
     assert "With night context: accuracy 86.0 %" in text and "YASA on the same epochs" in text
+    assert "softened by temperature 2.50" in text
     bad = [(_cv_run({**settings, "epochs": 12}), "recipe"), (_cv_run(settings, "1"), "renderer"),
            (_cv_run(settings, folds=(0, 1)), "not every fold")]
     for cv, why in bad:

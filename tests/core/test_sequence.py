@@ -6,7 +6,8 @@ import itertools
 import numpy as np
 import pytest
 
-from eegvlm_desktop.core.sequence import StageSequenceModel, transition_counts
+from eegvlm_desktop.core.sequence import (StageSequenceModel, fit_temperature, temper,
+                                          transition_counts)
 from eegvlm_desktop.core.stages import STAGES
 
 W, N1, N2, N3, R = range(5)
@@ -97,3 +98,37 @@ def test_dict_round_trip_and_refusals():
         StageSequenceModel.from_dict({**d, "prior": [0, 1, 1, 1, 1]})
     with pytest.raises(ValueError, match="'pseudocount'"):
         StageSequenceModel.fit(["W", "W"], pseudocount=0)
+
+
+def test_temper_softens_and_fit_temperature_recovers_overconfidence():
+    rng = np.random.default_rng(0)
+    q = rng.dirichlet(np.full(5, 0.6), size=4000)  # calibrated answers ...
+    y = [STAGES[rng.choice(5, p=row)] for row in q]  # ... and labels drawn from them
+    np.testing.assert_allclose(temper(q, 1.0), q, atol=1e-9)
+    assert np.allclose(temper(q, 1e6), 0.2, atol=1e-3)  # infinite temperature: uniform
+    over = temper(q, 1 / 3)  # the same answers, three times too sharp
+    assert fit_temperature(over, y) == pytest.approx(3.0, rel=0.15)
+    assert fit_temperature(q, y) == pytest.approx(1.0, rel=0.15)
+    with_nan = np.vstack([over, np.full((1, 5), np.nan)])
+    assert fit_temperature(with_nan, y + ["W"]) == pytest.approx(fit_temperature(over, y))
+    with pytest.raises(ValueError, match="'proba'.*shape"):
+        fit_temperature(over[:10], y)
+    with pytest.raises(ValueError, match="'temperature'.*got 0"):
+        temper(q, 0)
+
+
+def test_temperature_lets_neighbours_outvote_an_overconfident_epoch():
+    night = (["W"] * 60 + ["N1"] * 10 + ["N2"] * 60 + ["N3"] * 40 + ["N2"] * 20 + ["R"] * 30
+             + ["W"] * 5 + ["N1"] * 5 + ["N2"] * 40 + ["W"] * 40)
+    seq = StageSequenceModel.fit(night)
+    proba = np.tile([0.96, 0.01, 0.01, 0.01, 0.01], (9, 1))
+    proba[4] = [0.0005, 0.998, 0.0005, 0.0005, 0.0005]  # a lone, near-certain N1 inside wake
+    assert seq.smooth(proba)[4].argmax() == N1
+    assert seq.with_temperature(2.0).smooth(proba)[4].argmax() == W
+    # Stored with the model; folders from before calibration decode as before (temperature 1).
+    d = seq.with_temperature(2.5).to_dict()
+    assert StageSequenceModel.from_dict(d).temperature == 2.5
+    del d["temperature"]
+    assert StageSequenceModel.from_dict(d).temperature == 1.0
+    with pytest.raises(ValueError, match="'temperature'"):
+        seq.with_temperature(-1.0)

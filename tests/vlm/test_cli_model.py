@@ -117,6 +117,11 @@ def test_evaluate_cv_selected_folds_json(tmp_path, capsys):
     assert (per[0]["first_epoch"], per[1]["first_epoch"]) == (0, 10)
     assert result["eegvlm"]["n_epochs"] == 10 == sum(p["eegvlm"]["n_epochs"] for p in per)
     assert "step/s" in stderr and "fold=2" in stderr  # the bar, on stderr only
+    # Calibrated night context: each fold's temperature from the other fold's answers only.
+    assert set(result["calibration"]["temperatures"]) == {"0", "2"}
+    assert all(0.25 <= t <= 20 for t in result["calibration"]["temperatures"].values())
+    assert result["eegvlm_context_calibrated"]["n_epochs"] == 10
+    assert all("eegvlm_context_calibrated" in p for p in per)
     # All folds, with the --epochs override loudly marked, and no bar.
     code, stdout, stderr = cli(capsys, *base, "--cv", "blocks:2", "--epochs", "2",
                                "--no-progress")
@@ -175,6 +180,7 @@ def test_evaluate_cv_reuses_saved_fold_models(tmp_path, capsys):
     saved = json.loads((tmp_path / "probs.json").read_text())
     assert saved["epochs"] == list(range(20)) and len(saved["probs"]) == 20
     assert len(saved["context_probs"]) == 20 and saved["expert"] == STAGES
+    assert len(saved["context_calibrated_probs"]) == 20
     # Fold models of another split are refused, with the reason.
     code, _, stderr = cli(capsys, *base[:-3], "--cv", "blocks:4", "--folds", "1",
                           "--cv-models", tmp_path / "cv")
