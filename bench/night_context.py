@@ -2,6 +2,9 @@
 
 Three measurements, all printed as one JSON object (``--out`` also writes it):
 
+Every CV result is given three ways: each epoch alone, with night context, and with
+calibrated night context (each fold's temperature fitted on the other folds' answers).
+
 1. ``sc4001_cv_stored``: the out-of-fold probabilities of the blocked 5-fold CV run stored in
    ``bench/results/ablations_sc4001.json`` (an H100 run: preset "default", 12 epochs, per
    fusion). Each fold's block is decoded with a transition model counted from that fold's
@@ -50,7 +53,7 @@ def _scores(stages, probs) -> dict:
 
 def stored_cv(data) -> dict:
     """Re-decode the stored out-of-fold probabilities with per-fold transition models."""
-    from eegvlm_desktop.cli_evaluate import context_probs
+    from eegvlm_desktop.cli_evaluate import calibrated_context_probs, context_probs
     from eegvlm_desktop.core.protocol import block_folds
 
     stored = json.loads(STORED.read_text())
@@ -60,15 +63,19 @@ def stored_cv(data) -> dict:
     out = {}
     for fusion, run in stored["ablations"].items():
         probs = np.asarray(run["oof_probs"], dtype=float)
-        ctx = context_probs(data, probs, splits, list(range(5)),
-                            bool(run["settings"].get("balance", True)))
+        balance = bool(run["settings"].get("balance", True))
+        ctx = context_probs(data, probs, splits, list(range(5)), balance)
+        cal, temps = calibrated_context_probs(data, probs, splits, list(range(5)), balance)
         out[fusion] = {"settings": run["settings"], "epoch_alone": _scores(data.stages, probs),
-                       "night_context": _scores(data.stages, ctx)}
+                       "night_context": _scores(data.stages, ctx),
+                       "night_context_calibrated": _scores(data.stages, cal),
+                       "temperatures": temps}
     return out
 
 
 def fold_models(data, folder: Path) -> dict:
-    from eegvlm_desktop.cli_evaluate import _saved_fold_probs, context_probs
+    from eegvlm_desktop.cli_evaluate import (_saved_fold_probs, calibrated_context_probs,
+                                             context_probs)
     from eegvlm_desktop.core.protocol import block_folds
 
     splits = block_folds(np.arange(len(data)), 5)
@@ -77,9 +84,13 @@ def fold_models(data, folder: Path) -> dict:
     ctx = context_probs(data, probs, splits, folds, True)
     rows = np.sort(np.concatenate([splits[f][1] for f in folds]))
     stages = [data.stages[i] for i in rows]
-    return {"folds": folds, "epochs": len(rows),
-            "epoch_alone": _scores(stages, probs[rows]),
-            "night_context": _scores(stages, ctx[rows])}
+    out = {"folds": folds, "epochs": len(rows),
+           "epoch_alone": _scores(stages, probs[rows]),
+           "night_context": _scores(stages, ctx[rows])}
+    if len(folds) >= 2:
+        cal, out["temperatures"] = calibrated_context_probs(data, probs, splits, folds, True)
+        out["night_context_calibrated"] = _scores(stages, cal[rows])
+    return out
 
 
 def dreams() -> dict:
@@ -98,7 +109,10 @@ def dreams() -> dict:
             "model": "default (never trained on DREAMS)",
             "context_from": seq.source,
             "epoch_alone": _scores(data.stages, probs),
-            "night_context": _scores(data.stages, seq.smooth(probs, data.epochs))}
+            "temperature": seq.temperature,
+            "night_context": _scores(data.stages, seq.smooth(probs, data.epochs)),
+            "night_context_temperature_1": _scores(
+                data.stages, seq.with_temperature(1.0).smooth(probs, data.epochs))}
 
 
 def main() -> None:
