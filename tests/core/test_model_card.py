@@ -25,9 +25,13 @@ def test_lists_the_shipped_default_first(tmp_path):
 
 
 def test_summary_of_the_shipped_card_names_its_numbers():
-    text = card_summary(read_manifest_json(REPO / "model_weights" / "default"))
-    assert "default" in text and "SC4001" in text and "83.7 %" in text
-    assert "cross-validation" in text
+    manifest = read_manifest_json(REPO / "model_weights" / "default")
+    text = card_summary(manifest)
+    metrics = manifest["card"]["metrics"]
+    assert "default" in text and "SC4001" in text and "cross-validation" in text
+    for key in ("eegvlm", "eegvlm_context_calibrated", "yasa"):
+        assert f"{100 * metrics[key]['accuracy']:.1f} %" in text
+    assert "softened by temperature" in text  # the shipped night context is calibrated
 
 
 def test_summary_shows_a_cv_rerun_with_and_without_night_context():
