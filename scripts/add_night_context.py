@@ -44,12 +44,12 @@ def _record_cv(model: str, cv: dict, source: str) -> None:
     from pathlib import Path
 
     from eegvlm_desktop.core.atomic import atomic_write_text
+    from eegvlm_desktop.core.model_card import KEEP as keep
 
     if "eegvlm_context" not in cv or "k" not in cv or len(cv.get("folds", [])) != cv["k"]:
         raise SystemExit(f"{source}: not a complete --cv run with night context")
     path = Path(model) / "MANIFEST.json"
     manifest = json.loads(path.read_text(encoding="utf-8"))
-    keep = ("accuracy", "macro_f1", "kappa", "per_stage_f1", "confusion", "n_epochs")
     manifest["card"].setdefault("metrics", {})["cv_rerun"] = {
         "split": cv["split"], "device": cv.get("device"), "settings": cv["training_settings"],
         "source": Path(source).name,

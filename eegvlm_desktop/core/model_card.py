@@ -63,7 +63,7 @@ def night_context(manifest: dict[str, Any]) -> StageSequenceModel | None:
         return None
 
 
-def architecture_text(config: dict[str, Any], pretrained: bool = False) -> str:
+def architecture_text(config: dict[str, Any]) -> str:
     """One paragraph for a card: the EEG-VLM parts and sizes of a ``config.json`` dict."""
     v, e, lm = config["vision"], config["enhance"], config["lm"]
     return (
@@ -74,9 +74,8 @@ def architecture_text(config: dict[str, Any], pretrained: bool = False) -> str:
         "projected into a Qwen2-architecture causal LM "
         f"({lm['layers']} layers, hidden {lm['hidden_size']}) with an InfoNCE alignment loss; "
         "trained jointly on chain-of-thought targets from measured evidence and a "
-        "direct-answer head for the fast whole-night pass. "
-        + ("Starts from pretrained weights." if pretrained else
-           "All weights trained from scratch here (no pretrained weights)."))
+        "direct-answer head for the fast whole-night pass. All weights trained from scratch "
+        "here (no pretrained weights).")
 
 
 def _metric_line(label: str, m: dict[str, Any]) -> str:
