@@ -126,16 +126,32 @@ def evaluate(args, pair: Callable, parse_folds: Callable, progress_bar: Callable
     from .core.vlm.weights import load_model, read_manifest, read_sequence
 
     for flag, value in (("--folds", args.folds), ("--epochs", args.epochs),
+                        ("--augment", args.augment),
                         ("--save-models", args.save_models), ("--cv-models", args.cv_models)):
         if value is not None and not args.cv:
             raise EEGVLMError(f"{flag} only applies to cross-validation: add --cv blocks:K, "
                               f"or drop {flag} (got {flag} {value}).")
-    if args.cv_models and (args.save_models or args.epochs or args.reasoning):
+    if args.cv_models and (args.save_models or args.epochs or args.reasoning
+                           or args.augment is not None):
         raise EEGVLMError("--cv-models reuses saved fold models, so it cannot be combined with "
-                          "--save-models, --epochs or --reasoning (which need training).")
+                          "--save-models, --epochs, --augment or --reasoning (which need "
+                          "training).")
     psg, hyp = pair(args.data)
     manifest = read_manifest(args.model)
-    data = build_night(psg, hyp)
+    card = manifest.get("card") or {}
+    saved = (card.get("training") or {}).get("settings") or {}
+    settings = TrainSettings(**{k2: v for k2, v in saved.items()
+                                if k2 in TrainSettings.__dataclass_fields__})
+    differ = False
+    for flag, name in (("epochs", "epochs"), ("augment", "augment")):
+        value = getattr(args, flag)
+        if value is not None:
+            differ = differ or value != getattr(settings, name)
+            setattr(settings, name, value)
+    # Training variants only when folds are trained here; evaluation never reads them.
+    trains = bool(args.cv) and not args.cv_models
+    data = build_night(psg, hyp, variants=settings.augment if trains else 0,
+                       seed=settings.seed)
     result: dict[str, Any] = {
         "model": str(args.model), "recording": Path(psg).name, "epochs": len(data),
         "protocol": PROTOCOL_TEXT, "channel_roles": data.meta["channel_roles"],
@@ -144,10 +160,6 @@ def evaluate(args, pair: Callable, parse_folds: Callable, progress_bar: Callable
     evaluated = np.arange(len(data))
     reasoning: list[dict] = []
     splits = folds = ctx_cal = None
-    card = manifest.get("card") or {}
-    saved = (card.get("training") or {}).get("settings") or {}
-    settings = TrainSettings(**{k2: v for k2, v in saved.items()
-                                if k2 in TrainSettings.__dataclass_fields__})
     if args.cv:
         kind, _, k_text = args.cv.partition(":")
         if kind != "blocks" or not k_text.isdigit() or not 2 <= int(k_text) <= len(data):
@@ -156,9 +168,6 @@ def evaluate(args, pair: Callable, parse_folds: Callable, progress_bar: Callable
         k = int(k_text)
         folds = parse_folds(args.folds, k) if args.folds else list(range(k))
         splits = block_folds(np.arange(len(data)), k)
-        differ = args.epochs is not None and args.epochs != settings.epochs
-        if args.epochs is not None:
-            settings.epochs = args.epochs
         if args.cv_models:
             probs = _saved_fold_probs(Path(args.cv_models), data, splits, folds, k, args.device)
             how = f"the fold models saved in {args.cv_models}"

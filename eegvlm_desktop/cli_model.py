@@ -19,6 +19,12 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
+
+
 def add_parsers(sub) -> None:
     """Register the model subcommands on the CLI's subparsers."""
     t = sub.add_parser("train", help="train a model on scored nights")
@@ -33,6 +39,10 @@ def add_parsers(sub) -> None:
     t.add_argument("--batch-size", type=_positive_int, default=32)
     t.add_argument("--lr", type=float, default=3e-4)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--augment", type=_non_negative_int, default=0, metavar="K",
+                   help="train on K perturbed renderings of each epoch as well (EEG/EOG/EMG "
+                   "gains, a low-pass as in a 50-Hz recording), drawn at random each time the "
+                   "epoch is used: same steps, better zero-shot on other labs (default 0)")
     t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     t.add_argument("--checkpoint-dir", help="where a checkpoint is written after every epoch "
                    "(default: <out>.checkpoints beside the model folder)")
@@ -57,6 +67,9 @@ def add_parsers(sub) -> None:
     e.add_argument("--epochs", type=_positive_int, help="with --cv: train each fold for this "
                    "many epochs instead of the model card's (marked in the JSON as "
                    "settings_differ_from_card)")
+    e.add_argument("--augment", type=_non_negative_int, metavar="K", help="with --cv: train "
+                   "each fold with K perturbed renderings per epoch instead of the model "
+                   "card's (marked in the JSON as settings_differ_from_card)")
     e.add_argument("--device", default="auto")
     e.add_argument("--yasa", action="store_true", help="also score YASA on the same epochs")
     e.add_argument("--save-models", metavar="DIR", help="with --cv: save each fold's model "
@@ -244,12 +257,14 @@ def _train(args) -> int:
     from .core.vlm.weights import save_model
 
     pairs = _data_pairs(args.data)
-    data = concat([build_night(psg, hyp) for psg, hyp in pairs])
+    data = concat([build_night(psg, hyp, variants=args.augment, seed=args.seed)
+                   for psg, hyp in pairs])
     lora = {"r": args.lora_r, "lora_alpha": 2 * args.lora_r} if args.lora_r else {}
     if lora and not args.lm:
         raise EEGVLMError("--lora-r needs --lm: LoRA adapts a pretrained language model.")
     settings = TrainSettings(preset=args.preset, fusion=args.fusion, epochs=args.epochs,
                              batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                             augment=args.augment,
                              vision_arch=args.vision_arch,
                              vision_checkpoint=args.vision_checkpoint, lm_pretrained=args.lm,
                              lora=lora)

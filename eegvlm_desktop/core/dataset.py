@@ -35,6 +35,9 @@ class NightData:
     epochs: np.ndarray  # epoch index in the source recording
     night: np.ndarray  # which source night each example comes from
     meta: dict = field(default_factory=dict)
+    #: (n, k, 224, 224, 3) uint8: k perturbed renderings of each example for training
+    #: (see :mod:`.augment`), or None. Evaluation never reads them.
+    variants: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.stages)
@@ -44,7 +47,8 @@ class NightData:
         idx = np.asarray(idx, dtype=int)
         return NightData(self.images[idx], [self.stages[i] for i in idx],
                          [self.answers[i] for i in idx], self.epochs[idx], self.night[idx],
-                         dict(self.meta))
+                         dict(self.meta),
+                         None if self.variants is None else self.variants[idx])
 
     def stage_indices(self) -> np.ndarray:
         return np.array([STAGES.index(s) for s in self.stages], dtype=np.int64)
@@ -68,7 +72,8 @@ class NightData:
 
 
 def build_night(psg: str | Path, hypnogram: str | Path,
-                epoch_indices: np.ndarray | None = None) -> NightData:
+                epoch_indices: np.ndarray | None = None, variants: int = 0,
+                seed: int = 0) -> NightData:
     """Render, measure and write reasoning targets for the scored epochs of one night.
 
     Parameters
@@ -78,6 +83,11 @@ def build_night(psg: str | Path, hypnogram: str | Path,
     epoch_indices : array of int, optional
         Epochs to use; default: the standard window (sleep period plus 30 min of wake
         on each side, unscored epochs excluded; see ``core.protocol``).
+    variants : int
+        Perturbed renderings per example for augmented training (0: none); see
+        :func:`~.augment.render_variants`.
+    seed : int
+        Seed of the variants.
     """
     # Imported here so that loading a saved dataset (e.g. on a GPU machine for training)
     # needs neither MNE nor YASA.
@@ -107,11 +117,19 @@ def build_night(psg: str | Path, hypnogram: str | Path,
     images = render_night(rec, roles, idx)
     evidence = measure_night(rec, roles, idx)
     answers = [format_answer(reasoning_steps(ev, st), st) for ev, st in zip(evidence, stages)]
+    extra = None
+    if variants:
+        from .augment import render_variants
+
+        extra = render_variants(rec, roles, idx, variants, seed)
     meta = {"format": DATASET_FORMAT, "renderer_version": RENDERER_VERSION,
             "recordings": [Path(psg).name], "hypnograms": [Path(hypnogram).name],
             "channel_roles": describe_roles(roles, rec.ch_names),
             "label_mapping": [list(m) for m in res.mapping]}
-    return NightData(images, stages, answers, np.asarray(idx), np.zeros(len(idx), int), meta)
+    if variants:
+        meta["variants"] = {"per_example": int(variants), "seed": int(seed)}
+    return NightData(images, stages, answers, np.asarray(idx), np.zeros(len(idx), int), meta,
+                     extra)
 
 
 def concat(nights: list[NightData]) -> NightData:
@@ -119,12 +137,18 @@ def concat(nights: list[NightData]) -> NightData:
     meta = dict(nights[0].meta)
     for key in ("recordings", "hypnograms", "channel_roles"):
         meta[key] = [v for nd in nights for v in nd.meta.get(key, [])]
+    shapes = {None if nd.variants is None else nd.variants.shape[1] for nd in nights}
+    if len(shapes) > 1:
+        raise ValueError("Invalid value for the 'nights' parameter: every night must have the "
+                         f"same number of training variants, but got {sorted(shapes, key=str)}.")
+    variants = (None if None in shapes
+                else np.concatenate([nd.variants for nd in nights]))
     return NightData(np.concatenate([nd.images for nd in nights]),
                      [s for nd in nights for s in nd.stages],
                      [a for nd in nights for a in nd.answers],
                      np.concatenate([nd.epochs for nd in nights]),
                      np.concatenate([np.full(len(nd), k) for k, nd in enumerate(nights)]),
-                     meta)
+                     meta, variants)
 
 
 def save_dataset(data: NightData, path: str | Path) -> Path:
@@ -133,7 +157,8 @@ def save_dataset(data: NightData, path: str | Path) -> Path:
     np.savez_compressed(path, images=data.images, epochs=data.epochs, night=data.night,
                         text=np.array(json.dumps({"stages": data.stages,
                                                   "answers": data.answers,
-                                                  "meta": data.meta})))
+                                                  "meta": data.meta})),
+                        **({} if data.variants is None else {"variants": data.variants}))
     return path
 
 
@@ -142,7 +167,7 @@ def load_dataset(path: str | Path) -> NightData:
     with np.load(Path(path), allow_pickle=False) as z:
         text = json.loads(str(z["text"]))
         data = NightData(z["images"], text["stages"], text["answers"], z["epochs"], z["night"],
-                         text["meta"])
+                         text["meta"], z["variants"] if "variants" in z.files else None)
     if data.meta.get("renderer_version") != RENDERER_VERSION:
         raise EEGVLMError(
             f"The dataset {Path(path).name} was rendered with renderer version "

@@ -100,6 +100,10 @@ def card_summary(manifest: dict[str, Any]) -> str:
              + (f" on {esc(str(device))}" if device else ""),
              f"Renderer v{esc(str(manifest.get('renderer_version', '?')))}, channels "
              f"{esc(', '.join(manifest.get('channels', [])))}"]
+    augment = (training.get("settings") or {}).get("augment") or 0
+    if augment:
+        lines.append(f"Augmented: {augment} variants per epoch as other labs would record it "
+                     "(channel gains, a 50-Hz recording's low-pass)")
     metrics = card.get("metrics") or {}
     ours = (metrics.get("eegvlm_direct_answer") or {}).get("both") or metrics.get("eegvlm")
     if ours:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from scipy import signal as sps
@@ -354,7 +354,9 @@ def render_epoch(signals: EpochSignals) -> np.ndarray:
 
 def render_night(recording: Any, roles: dict[str, int | None],
                  epoch_indices: Sequence[int] | None = None, *, epoch_length: float = 30.0,
-                 context: int = 0, chunk_epochs: int = 120) -> np.ndarray:
+                 context: int = 0, chunk_epochs: int = 120,
+                 transform: Callable[[EpochSignals], EpochSignals] | None = None
+                 ) -> np.ndarray:
     """Render many epochs, reading the recording in chunks of ``chunk_epochs`` (not per epoch).
 
     Parameters
@@ -367,6 +369,9 @@ def render_night(recording: Any, roles: dict[str, int | None],
     epoch_length, context : see :func:`prepare_epoch`.
     chunk_epochs : int
         Epochs per read (>= 1); bounds memory on long high-rate recordings.
+    transform : callable, optional
+        Applied to each epoch's signals before rendering, in epoch order (training variants,
+        :mod:`.augment`); None renders the recording as it is.
 
     Returns
     -------
@@ -389,6 +394,6 @@ def render_night(recording: Any, roles: dict[str, int | None],
             j += 1
         chunk = [idx[o] for o in order[k:j]]
         for o, sig in zip(order[k:j], _cut(recording, roles, chunk, epoch_length, context)):
-            out[o] = render_epoch(sig)
+            out[o] = render_epoch(sig if transform is None else transform(sig))
         k = j
     return out

@@ -40,6 +40,10 @@ class TrainSettings:
     weight_decay: float = 0.05
     seed: int = 0
     balance: bool = True  # oversample rare stages (N1) so each batch sees them
+    # Perturbed renderings per example (core/augment.py); each time an example is drawn,
+    # one of its augment + 1 images (the original or a variant) is used at random, so the
+    # number of steps, and the compute, is the same as without.
+    augment: int = 0
     # Pretrained parts (see core/vlm/factory.new_model); empty = built from the preset.
     vision_arch: str = ""
     vision_checkpoint: str = ""
@@ -169,9 +173,18 @@ def train(data: NightData, settings: TrainSettings, device: str = "auto",
     """
     _seed(settings.seed)
     dev = pick_device(device)
+    n_var = 0 if data.variants is None else int(data.variants.shape[1])
+    if isinstance(settings.augment, bool) or not isinstance(settings.augment, int) \
+            or not 0 <= settings.augment <= n_var:
+        raise ValueError("Invalid value for the 'augment' setting: it must be an integer from 0 "
+                         f"to the {n_var} variants per example the data holds (build them with "
+                         f"build_night(..., variants=K)), but got {settings.augment!r}.")
     ckpt, fingerprint = None, None
     if checkpoint_dir is not None:
         fingerprint = data_fingerprint(data.images, data.stages, data.answers)
+        if settings.augment:
+            fingerprint = data_fingerprint(data.variants[:, :settings.augment],
+                                           [fingerprint], [])
         if resume:
             ckpt = load_checkpoint(checkpoint_dir)
             if ckpt is not None:
@@ -217,8 +230,16 @@ def train(data: NightData, settings: TrainSettings, device: str = "auto",
         for batch in _batches(len(data), stages, settings, rng):
             if should_stop is not None and should_stop():
                 return model.eval(), tok, history
-            out = batch_loss(model, data.images, examples, stages, batch,
-                             int(tok.pad_token_id), dev)
+            if settings.augment:
+                # Drawn only when augmenting, so runs without keep their random stream.
+                pick = rng.integers(0, settings.augment + 1, size=len(batch))
+                images = np.stack([data.images[i] if v == 0 else data.variants[i, v - 1]
+                                   for i, v in zip(batch, pick)])
+                out = batch_loss(model, images, [examples[i] for i in batch], stages[batch],
+                                 np.arange(len(batch)), int(tok.pad_token_id), dev)
+            else:
+                out = batch_loss(model, data.images, examples, stages, batch,
+                                 int(tok.pad_token_id), dev)
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -48,6 +48,12 @@ def test_summary_shows_a_cv_rerun_with_and_without_night_context():
 def test_summary_without_metrics_says_so_and_escapes():
     text = card_summary({"card": {"name": "<b>x</b>"}, "channels": ["EEG"]})
     assert "&lt;b&gt;" in text and "No held-out accuracy" in text
+    assert "Augmented" not in text
+
+
+def test_summary_says_when_training_was_augmented():
+    card = {"name": "x", "training": {"settings": {"augment": 3}}}
+    assert "Augmented: 3 variants per epoch" in card_summary({"card": card})
 
 
 def test_unreadable_manifest_is_a_clear_error(tmp_path):

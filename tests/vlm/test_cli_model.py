@@ -156,7 +156,8 @@ def test_evaluate_bad_folds_are_clear_errors(tmp_path, capsys):
     for extra, message in ((["--cv", "blocks:4", "--folds", "0,4"], "from 0 to 3"),
                            (["--cv", "blocks:4", "--folds", "1,1"], "distinct"),
                            (["--cv", "blocks:99"], "from 2 to the night's 20"),
-                           (["--folds", "0"], "--folds only applies")):
+                           (["--folds", "0"], "--folds only applies"),
+                           (["--augment", "1"], "--augment only applies")):
         code, _, stderr = cli(capsys, *base, *extra)
         assert code == 2 and message in stderr, (extra, stderr)
 
@@ -187,6 +188,32 @@ def test_evaluate_cv_reuses_saved_fold_models(tmp_path, capsys):
     assert code == 2 and "never saw" in stderr and "Traceback" not in stderr
     code, _, stderr = cli(capsys, *base, "--cv-models", tmp_path / "cv", "--epochs", "3")
     assert code == 2 and "--cv-models" in stderr
+    code, _, stderr = cli(capsys, *base, "--cv-models", tmp_path / "cv", "--augment", "1")
+    assert code == 2 and "--augment" in stderr
+
+
+def test_train_and_cv_with_augmentation_record_it(tmp_path, capsys):
+    psg, hyp = scored_night(tmp_path / "night.edf", tmp_path / "night.csv")
+    code, _, stderr = cli(capsys, "train", "--data", f"{psg}:{hyp}", "--out", tmp_path / "m",
+                          "--preset", "tiny", "--epochs", "1", "--batch-size", "16",
+                          "--augment", "2", "--device", "cpu", "--no-progress")
+    assert code == 0, stderr
+    card = json.loads((tmp_path / "m" / "MANIFEST.json").read_text())["card"]
+    assert card["training"]["settings"]["augment"] == 2
+    assert card["training_data"]["variants"] == {"per_example": 2, "seed": 0}
+    # A CV of that recipe trains its folds with variants too; an override is marked.
+    base = ["evaluate", "--model", tmp_path / "m", "--data", f"{psg}:{hyp}", "--device", "cpu",
+            "--cv", "blocks:2", "--folds", "0", "--no-progress"]
+    code, stdout, stderr = cli(capsys, *base)
+    assert code == 0, stderr
+    result = json.loads(stdout)
+    assert result["training_settings"]["augment"] == 2
+    assert result["settings_differ_from_card"] is False
+    code, stdout, stderr = cli(capsys, *base, "--augment", "0")
+    assert code == 0, stderr
+    result = json.loads(stdout)
+    assert result["training_settings"]["augment"] == 0
+    assert result["settings_differ_from_card"] is True
 
 
 def test_stage_writes_a_model_hypnogram_with_and_without_context(tmp_path, capsys):

@@ -81,3 +81,50 @@ def test_dataset_round_trip_without_pickle(tmp_path):
     save_dataset(data, tmp_path / "old.npz")
     with pytest.raises(Exception, match="renderer version"):
         load_dataset(tmp_path / "old.npz")
+
+
+def test_augment_trains_on_the_variants_too():
+    """Originals carry no class information, the variants do: only augment can learn it."""
+    data = fake_night(24, seed=2)
+    informative = data.images.copy()
+    rng = np.random.default_rng(5)
+    data.images = rng.integers(0, 40, data.images.shape, dtype=np.uint8)
+    data.variants = np.repeat(informative[:, None], 3, axis=1)
+    # 3 of 4 draws informative; the originals alone are noise (chance: 0.5).
+    settings = TrainSettings(preset="tiny", epochs=20, batch_size=8, lr=2e-3, balance=False,
+                             augment=3)
+    model, _, _ = train(data, settings, device="cpu")
+    pred = np.array(["W", "N1", "N2", "N3", "R"])[predict_probs(model, informative).argmax(1)]
+    assert (pred == np.array(data.stages)).mean() >= 0.75
+
+
+def test_augment_zero_ignores_variants_and_too_many_is_refused():
+    import torch
+
+    data = fake_night(8, seed=3)
+    settings = TrainSettings(preset="tiny", epochs=1, batch_size=4, balance=True)
+    a, _, _ = train(data, settings, device="cpu")
+    data.variants = np.zeros((8, 2, 224, 224, 3), np.uint8)
+    b, _, _ = train(data, settings, device="cpu")  # same random stream, same weights
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(p, q), name
+    for bad in (3, -1, True):
+        settings.augment = bad
+        with pytest.raises(ValueError, match="'augment' setting"):
+            train(data, settings, device="cpu")
+
+
+def test_variants_follow_subset_save_and_concat(tmp_path):
+    from eegvlm_desktop.core.dataset import concat
+
+    data = fake_night(4)
+    data.variants = np.arange(4, dtype=np.uint8)[:, None, None, None, None] * np.ones(
+        (1, 2, 224, 224, 3), np.uint8)
+    sub = data.subset(np.array([3, 1]))
+    assert sub.variants[:, 0, 0, 0, 0].tolist() == [3, 1]
+    back = load_dataset(save_dataset(data, tmp_path / "v.npz"))
+    assert np.array_equal(back.variants, data.variants)
+    assert load_dataset(save_dataset(fake_night(2), tmp_path / "p.npz")).variants is None
+    assert concat([data, data]).variants.shape == (8, 2, 224, 224, 3)
+    with pytest.raises(ValueError, match="same number of training variants"):
+        concat([data, fake_night(2)])
