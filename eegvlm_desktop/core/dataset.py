@@ -119,7 +119,7 @@ def build_night(psg: str | Path, hypnogram: str | Path,
     answers = [format_answer(reasoning_steps(ev, st), st) for ev, st in zip(evidence, stages)]
     extra = None
     if variants:
-        from .augment import render_variants
+        from .augment import AUGMENT_VERSION, render_variants
 
         extra = render_variants(rec, roles, idx, variants, seed)
     meta = {"format": DATASET_FORMAT, "renderer_version": RENDERER_VERSION,
@@ -127,7 +127,8 @@ def build_night(psg: str | Path, hypnogram: str | Path,
             "channel_roles": describe_roles(roles, rec.ch_names),
             "label_mapping": [list(m) for m in res.mapping]}
     if variants:
-        meta["variants"] = {"per_example": int(variants), "seed": int(seed)}
+        meta["variants"] = {"per_example": int(variants), "seed": int(seed),
+                            "augment_version": AUGMENT_VERSION}
     return NightData(images, stages, answers, np.asarray(idx), np.zeros(len(idx), int), meta,
                      extra)
 

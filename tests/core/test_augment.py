@@ -34,14 +34,23 @@ def test_same_seed_same_variant_and_input_untouched():
     a = perturb(sig, np.random.default_rng(3))
     b = perturb(sig, np.random.default_rng(3))
     c = perturb(sig, np.random.default_rng(4))
+    def same(x, y):
+        return (x is None and y is None) or (
+            x is not None and y is not None and np.array_equal(x, y, equal_nan=True))
+
     for role in sig.signals:
-        assert np.array_equal(a.signals[role], b.signals[role], equal_nan=True)
-        assert np.array_equal(sig.signals[role], before[role], equal_nan=True)
-    assert not np.allclose(a.signals["eog"], c.signals["eog"])
+        assert same(a.signals[role], b.signals[role])
+        assert same(sig.signals[role], before[role])
+    assert not all(same(a.signals[r], c.signals[r]) for r in sig.signals)
 
 
-def test_gains_stay_in_range_and_shared_channels_share_one(monkeypatch):
-    monkeypatch.setattr(augment, "LOWPASS_P", 0.0)  # gains only
+@pytest.fixture
+def gains_only(monkeypatch):
+    for name in ("LOWPASS_P", "ONE_EEG_P", "DROP_P"):
+        monkeypatch.setattr(augment, name, 0.0)
+
+
+def test_gains_stay_in_range_and_shared_channels_share_one(gains_only):
     sig = _signals()
     seen = []
     for seed in range(40):
@@ -58,7 +67,7 @@ def test_gains_stay_in_range_and_shared_channels_share_one(monkeypatch):
     assert min(seen) < 0.8 and max(seen) > 1.25
 
 
-def test_lowpass_removes_what_a_50_hz_recording_cannot_hold(monkeypatch):
+def test_lowpass_removes_what_a_50_hz_recording_cannot_hold(gains_only, monkeypatch):
     monkeypatch.setattr(augment, "LOWPASS_P", 1.0)
     monkeypatch.setattr(augment, "EEG_GAIN", (1.0, 1.0))
     sig = _signals()
@@ -71,6 +80,22 @@ def test_lowpass_removes_what_a_50_hz_recording_cannot_hold(monkeypatch):
         np.argmin(np.abs(freqs - 10))]  # 10 Hz alpha passes
     # The EMG level is never filtered: it is a tone, not a waveform.
     assert np.ptp(perturb(sig, np.random.default_rng(0)).signals["emg"]) == 0
+
+
+def test_single_channel_and_dropped_channels(gains_only, monkeypatch):
+    monkeypatch.setattr(augment, "ONE_EEG_P", 1.0)
+    monkeypatch.setattr(augment, "DROP_P", 1.0)
+    sig = _signals()
+    kept = set()
+    for seed in range(12):
+        out = perturb(sig, np.random.default_rng(seed))
+        assert out.signals["eog"] is None and out.signals["emg"] is None
+        f, c, o = (out.signals[r] for r in ("eeg_frontal", "eeg_central", "eeg_occipital"))
+        assert np.array_equal(f, c, equal_nan=True) and np.array_equal(f, o, equal_nan=True)
+        assert out.channel_names["eeg_occipital"] == out.channel_names["eeg_frontal"]
+        kept.add(out.channel_names["eeg_frontal"])
+    assert kept == {"Fpz-Cz", "Pz-Oz"}  # either channel may be the one kept
+    assert sig.signals["eog"] is not None and sig.channel_names["eeg_occipital"] == "Pz-Oz"
 
 
 def test_missing_roles_stay_missing():
