@@ -94,7 +94,7 @@ def _summary(values: list[float]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--parent", default=str(REPO / ".devdata" / "cv" / "fold2"))
+    ap.add_argument("--parent", default=str(REPO / ".devdata" / "cv2" / "fold2"))
     ap.add_argument("--block", type=int, default=2, help="the block the parent never saw")
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--shares", type=float, nargs="+", default=[0.0, 0.25, 0.5, 1.0])
