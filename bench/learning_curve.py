@@ -4,7 +4,7 @@ Protocol (every number comes from epochs the tuned model never trained on):
 
 * The parent is a model that never saw block ``--block`` of the SC4001 standard window: by
   default the fold model kept by ``eegvlm evaluate --cv blocks:5 --folds 2 --save-models
-  .devdata/cv`` (trained on blocks 0, 1, 3, 4). The shipped default model cannot be used on
+  .devdata/cv2`` (trained on blocks 0, 1, 3, 4). The shipped default model cannot be used on
   SC4001: it was trained on every epoch of it.
 * That block is cut in two contiguous halves in time: the first half is the *tuning* block,
   the second half the *test* block, never used for tuning.
