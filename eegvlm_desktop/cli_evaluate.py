@@ -125,6 +125,9 @@ def evaluate(args, pair: Callable, parse_folds: Callable, progress_bar: Callable
     from .core.training import TrainSettings, cross_validate, pick_device, predict_probs
     from .core.vlm.weights import load_model, read_manifest, read_sequence
 
+    if args.resume and not args.save_models:
+        raise EEGVLMError("--resume continues the fold checkpoints that --save-models DIR "
+                          "writes: add --save-models DIR (got --resume alone).")
     for flag, value in (("--folds", args.folds), ("--epochs", args.epochs),
                         ("--augment", args.augment),
                         ("--save-models", args.save_models), ("--cv-models", args.cv_models)):
@@ -182,7 +185,8 @@ def evaluate(args, pair: Callable, parse_folds: Callable, progress_bar: Callable
                                          f, k, settings)
 
                 probs = cross_validate(data, k, settings, args.device, progress=bar,
-                                       folds=folds, on_model=on_model)
+                                       folds=folds, on_model=on_model,
+                                       checkpoint_root=args.save_models, resume=args.resume)
             finally:
                 bar.close()
             how = "models trained from scratch (this architecture and settings)"

@@ -73,7 +73,11 @@ def add_parsers(sub) -> None:
     e.add_argument("--device", default="auto")
     e.add_argument("--yasa", action="store_true", help="also score YASA on the same epochs")
     e.add_argument("--save-models", metavar="DIR", help="with --cv: save each fold's model "
-                   "in DIR/fold<k> (its card names the blocks it never saw)")
+                   "in DIR/fold<k> (its card names the blocks it never saw), and a checkpoint "
+                   "after every training epoch in DIR/fold<k>.checkpoints")
+    e.add_argument("--resume", action="store_true", help="with --save-models: continue each "
+                   "fold from its checkpoint (same data and settings), e.g. after a CV was cut "
+                   "short; a fold without one starts afresh")
     e.add_argument("--cv-models", metavar="DIR", help="with --cv: instead of training, use "
                    "the fold models an earlier --save-models wrote in DIR/fold<k> (each is "
                    "checked to have never seen its block)")

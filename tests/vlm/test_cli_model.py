@@ -157,7 +157,8 @@ def test_evaluate_bad_folds_are_clear_errors(tmp_path, capsys):
                            (["--cv", "blocks:4", "--folds", "1,1"], "distinct"),
                            (["--cv", "blocks:99"], "from 2 to the night's 20"),
                            (["--folds", "0"], "--folds only applies"),
-                           (["--augment", "1"], "--augment only applies")):
+                           (["--augment", "1"], "--augment only applies"),
+                           (["--cv", "blocks:2", "--resume"], "add --save-models")):
         code, _, stderr = cli(capsys, *base, *extra)
         assert code == 2 and message in stderr, (extra, stderr)
 
@@ -171,6 +172,11 @@ def test_evaluate_cv_reuses_saved_fold_models(tmp_path, capsys):
     assert code == 0, stderr
     trained = json.loads(stdout)
     assert all("eegvlm_context" in p for p in trained["per_fold"])
+    # Each fold checkpointed; --resume of finished folds reloads them (same answers).
+    assert (tmp_path / "cv" / "fold1.checkpoints" / "checkpoint.json").exists()
+    code, stdout, stderr = cli(capsys, *base, "--save-models", tmp_path / "cv", "--resume")
+    assert code == 0, stderr
+    assert json.loads(stdout)["eegvlm"]["confusion"] == trained["eegvlm"]["confusion"]
     code, stdout, stderr = cli(capsys, *base, "--cv-models", tmp_path / "cv",
                                "--save-probs", tmp_path / "probs.json")
     assert code == 0, stderr

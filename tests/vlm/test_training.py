@@ -128,3 +128,25 @@ def test_variants_follow_subset_save_and_concat(tmp_path):
     assert concat([data, data]).variants.shape == (8, 2, 224, 224, 3)
     with pytest.raises(ValueError, match="same number of training variants"):
         concat([data, fake_night(2)])
+
+
+def test_cross_validate_resumes_a_fold_cut_short(tmp_path):
+    data = fake_night(12, seed=4)
+    settings = TrainSettings(preset="tiny", epochs=2, batch_size=6, balance=True)
+    whole = cross_validate(data, 2, settings, device="cpu", folds=[1])
+
+    def cut(done, total, info):
+        if done == 2:  # inside epoch 2, before its checkpoint: the kill of a session end
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cross_validate(data, 2, settings, device="cpu", folds=[1], progress=cut,
+                       checkpoint_root=tmp_path)
+    assert (tmp_path / "fold1.checkpoints" / "checkpoint.json").exists()
+    resumed = cross_validate(data, 2, settings, device="cpu", folds=[1],
+                             checkpoint_root=tmp_path, resume=True)
+    assert np.array_equal(whole, resumed, equal_nan=True)
+    # A finished fold is only reloaded: same answers again.
+    again = cross_validate(data, 2, settings, device="cpu", folds=[1],
+                           checkpoint_root=tmp_path, resume=True)
+    assert np.array_equal(whole, again, equal_nan=True)
