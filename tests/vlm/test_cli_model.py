@@ -206,8 +206,10 @@ def test_train_and_cv_with_augmentation_record_it(tmp_path, capsys):
     assert code == 0, stderr
     card = json.loads((tmp_path / "m" / "MANIFEST.json").read_text())["card"]
     assert card["training"]["settings"]["augment"] == 2
+    from eegvlm_desktop.core.augment import AUGMENT_VERSION
+
     assert card["training_data"]["variants"] == {"per_example": 2, "seed": 0,
-                                                 "augment_version": "2"}
+                                                 "augment_version": AUGMENT_VERSION}
     # A CV of that recipe trains its folds with variants too; an override is marked.
     base = ["evaluate", "--model", tmp_path / "m", "--data", f"{psg}:{hyp}", "--device", "cpu",
             "--cv", "blocks:2", "--folds", "0", "--no-progress"]
