@@ -41,8 +41,9 @@ def add_parsers(sub) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--augment", type=_non_negative_int, default=0, metavar="K",
                    help="train on K perturbed renderings of each epoch as well (EEG/EOG/EMG "
-                   "gains, a low-pass as in a 50-Hz recording), drawn at random each time the "
-                   "epoch is used: same steps, better zero-shot on other labs (default 0)")
+                   "gains, a 50-Hz recording's low-pass, one EEG channel in every EEG band, no "
+                   "EOG or no chin EMG; core/augment.py), one drawn at random each time the "
+                   "epoch is used: same steps, steadier on other labs (default 0)")
     t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     t.add_argument("--checkpoint-dir", help="where a checkpoint is written after every epoch "
                    "(default: <out>.checkpoints beside the model folder)")
