@@ -56,20 +56,25 @@ DREAMS = REPO.parent / "shared" / "data" / "dreams-spindles"
 DREAMS_CODES = {5: "W", 4: "R", 3: "N1", 2: "N2", 1: "N3", 0: "N3"}
 
 
+def _dreams_stages() -> list[str]:
+    """The 30-s stages of DREAMS excerpt 3: each takes the majority of its six 5-s epochs."""
+    from collections import Counter
+
+    codes = [int(x) for x in (DREAMS / "Hypnogram_excerpt3.txt").read_text().split()[1:]]
+    return [Counter(DREAMS_CODES[c] for c in codes[i:i + 6]).most_common(1)[0][0]
+            for i in range(0, len(codes) - 5, 6)]
+
+
 def _dreams():
     """DREAMS excerpt 3 (another lab: C3-A1 at 50 Hz) as 60 scored 30-s epochs.
 
-    The hypnogram has 5-s epochs; each 30-s epoch takes the majority of its six. The data
-    never leave this machine (the licence forbids redistribution): only numbers do.
+    The data never leave this machine (the licence forbids redistribution): only numbers do.
     """
     import tempfile
-    from collections import Counter
 
     from eegvlm_desktop.core.dataset import build_night
 
-    codes = [int(x) for x in (DREAMS / "Hypnogram_excerpt3.txt").read_text().split()[1:]]
-    stages = [Counter(DREAMS_CODES[c] for c in codes[i:i + 6]).most_common(1)[0][0]
-              for i in range(0, len(codes) - 5, 6)]
+    stages = _dreams_stages()
     tmp = Path(tempfile.mkdtemp()) / "excerpt3.csv"
     tmp.write_text("onset,duration,stage\n" + "".join(
         f"{30 * i},30,{s}\n" for i, s in enumerate(stages)))

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning_curve import DREAMS, DREAMS_CODES, SHARED  # noqa: E402
+from learning_curve import DREAMS, SHARED, _dreams_stages  # noqa: E402
+from night_context import _scores  # noqa: E402
 
 
 class _Scaled:
@@ -46,24 +47,11 @@ class _Scaled:
         return data
 
 
-def _scores(stages: list[str], probs: np.ndarray) -> dict:
-    from eegvlm_desktop.core.metrics import stage_metrics
-    from eegvlm_desktop.core.stages import STAGES
-
-    m = stage_metrics(stages, [STAGES[i] for i in probs.argmax(1)])
-    return {k: (round(m[k], 4) if isinstance(m[k], float) else m[k])
-            for k in ("accuracy", "macro_f1", "kappa", "per_stage_f1", "confusion")}
-
-
 def _dreams_epochs() -> tuple[Any, dict, np.ndarray, list[str]]:
-    from collections import Counter
-
     from eegvlm_desktop.core.montage import pick_roles
     from eegvlm_desktop.core.recording import read_recording
 
-    codes = [int(x) for x in (DREAMS / "Hypnogram_excerpt3.txt").read_text().split()[1:]]
-    stages = [Counter(DREAMS_CODES[c] for c in codes[i:i + 6]).most_common(1)[0][0]
-              for i in range(0, len(codes) - 5, 6)]
+    stages = _dreams_stages()
     rec = read_recording(DREAMS / "excerpt3.edf")
     return rec, pick_roles(rec.ch_names, rec.ch_types), np.arange(len(stages)), stages
 

@@ -146,8 +146,8 @@ def evaluate(args, pair: Callable, parse_folds: Callable, progress_bar: Callable
     settings = TrainSettings(**{k2: v for k2, v in saved.items()
                                 if k2 in TrainSettings.__dataclass_fields__})
     differ = False
-    for flag, name in (("epochs", "epochs"), ("augment", "augment")):
-        value = getattr(args, flag)
+    for name in ("epochs", "augment"):
+        value = getattr(args, name)
         if value is not None:
             differ = differ or value != getattr(settings, name)
             setattr(settings, name, value)

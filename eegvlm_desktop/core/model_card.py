@@ -103,7 +103,8 @@ def card_summary(manifest: dict[str, Any]) -> str:
     augment = (training.get("settings") or {}).get("augment") or 0
     if augment:
         lines.append(f"Augmented: {augment} variants per epoch as other labs would record it "
-                     "(channel gains, a 50-Hz recording's low-pass)")
+                     "(channel gains, a 50-Hz recording's low-pass, single-channel EEG, "
+                     "no EOG/EMG)")
     metrics = card.get("metrics") or {}
     ours = (metrics.get("eegvlm_direct_answer") or {}).get("both") or metrics.get("eegvlm")
     if ours:

@@ -230,16 +230,14 @@ def train(data: NightData, settings: TrainSettings, device: str = "auto",
         for batch in _batches(len(data), stages, settings, rng):
             if should_stop is not None and should_stop():
                 return model.eval(), tok, history
+            images, ex, st, rows = data.images, examples, stages, batch
             if settings.augment:
                 # Drawn only when augmenting, so runs without keep their random stream.
                 pick = rng.integers(0, settings.augment + 1, size=len(batch))
                 images = np.stack([data.images[i] if v == 0 else data.variants[i, v - 1]
                                    for i, v in zip(batch, pick)])
-                out = batch_loss(model, images, [examples[i] for i in batch], stages[batch],
-                                 np.arange(len(batch)), int(tok.pad_token_id), dev)
-            else:
-                out = batch_loss(model, data.images, examples, stages, batch,
-                                 int(tok.pad_token_id), dev)
+                ex, st, rows = [examples[i] for i in batch], stages[batch], np.arange(len(batch))
+            out = batch_loss(model, images, ex, st, rows, int(tok.pad_token_id), dev)
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
