@@ -6,7 +6,7 @@ back has to fit a transfer limit of a few files of < 16 MiB, so the weights are 
 safetensors shards and everything small (config, tokenizer files, history, out-of-fold
 probabilities) as one results.json. ``scripts/assemble_model.py`` rebuilds the model folder.
 
-    python scripts/train_remote.py DATASET.npz OUT_DIR [--cv 5] [--epochs 30] [--ablations]
+    python scripts/train_remote.py DATASET.npz OUT_DIR [--cv 5] [--epochs 30] [--ablations] [--augment K]
 """
 from __future__ import annotations
 
@@ -36,6 +36,9 @@ def main() -> None:
     ap.add_argument("--preset", default="default")
     ap.add_argument("--ablations", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--augment", type=int, default=0,
+                    help="training variants per epoch to draw from (the dataset must have been "
+                         "built with build_night(..., variants=K), K >= this)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -53,7 +56,8 @@ def main() -> None:
     fusions = ["both", "clip", "enhance"] if args.ablations else ["both"]
     for fusion in fusions:
         settings = TrainSettings(preset=args.preset, fusion=fusion, epochs=args.epochs,
-                                 batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+                                 batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                                 augment=args.augment)
         t0 = time.perf_counter()
         probs = cross_validate(data, args.cv, settings, device,
                                log=lambda r, f=fusion: log({"fusion": f, **r}))
@@ -63,7 +67,8 @@ def main() -> None:
     # Written now too, so a run stopped by a time limit still returns the CV numbers.
     (out / "results.json").write_text(json.dumps(results))
     settings = TrainSettings(preset=args.preset, fusion="both", epochs=args.epochs,
-                             batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+                             batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                             augment=args.augment)
     t0 = time.perf_counter()
     model, tok, history = train(data, settings, device, log=lambda r: log({"final": 1, **r}))
     results["final"] = {"settings": settings.to_dict(), "history": history,
