@@ -66,7 +66,6 @@ def measure(path: Path, steps: int) -> dict:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     import numpy as np
     from PySide6.QtCore import QSettings
-    from PySide6.QtWidgets import QApplication
 
     from eegvlm_desktop.gui.app import make_app
     from eegvlm_desktop.gui.main_window import MainWindow
