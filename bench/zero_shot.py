@@ -10,6 +10,10 @@ For each model folder given:
   bipolar Fpz-Cz). Each epoch alone.
 * ``held_out_block``: for a fold model of ``eegvlm evaluate --cv ... --save-models``, its own
   held-out SC4001 block at the same gains (in-lab, never trained on).
+* ``montage`` (on both): the same epochs as a lab with another montage would record them:
+  one EEG derivation in every EEG role (``only_<channel>``: a single-channel recording, e.g.
+  Pz-Oz alone), no EOG, no chin EMG, and on SC4001 (100 Hz) ``rate_50hz``: EEG and EOG
+  resampled to 50 Hz and back (a 50-Hz lab keeps nothing above 25 Hz).
 
 No threshold or temperature is fitted on any of these epochs: they are only scored.
 
@@ -81,6 +85,41 @@ def _at_gains(model, night, gains: list[float]) -> dict:
         model, render_night(_Scaled(rec, eeg, g), roles, idx))) for g in gains}
 
 
+def _at_50hz(sig: Any) -> Any:
+    """``sig`` as a 50-Hz recording would give it: EEG and EOG down to 50 Hz and back up."""
+    from dataclasses import replace
+    from fractions import Fraction
+
+    from scipy.signal import resample_poly
+
+    ratio = Fraction(50.0 / sig.sfreq).limit_denominator(1000)
+    signals = dict(sig.signals)
+    for role, x in signals.items():
+        if role == "emg" or x is None or not np.all(np.isfinite(x)):
+            continue  # edges off the recording (NaN) are left as they are
+        down = resample_poly(x, ratio.numerator, ratio.denominator)
+        signals[role] = resample_poly(down, ratio.denominator, ratio.numerator)[:len(x)]
+    return replace(sig, signals=signals)
+
+
+def _montages(model, night, rate: bool) -> dict:
+    from eegvlm_desktop.core.montage import EEG_ROLES
+    from eegvlm_desktop.core.rendering import render_night
+    from eegvlm_desktop.core.training import predict_probs
+
+    rec, roles, idx, stages = night
+    conditions: dict[str, tuple[dict, Any]] = {}
+    for ch in sorted({i for r, i in roles.items() if r in EEG_ROLES and i is not None}):
+        slug = "".join(c if c.isalnum() else "_" for c in rec.ch_names[ch].strip()).lower()
+        conditions[f"only_{slug}"] = ({**roles, **dict.fromkeys(EEG_ROLES, ch)}, None)
+    conditions["no_eog"] = ({**roles, "eog": None}, None)
+    conditions["no_emg"] = ({**roles, "emg": None}, None)
+    if rate:
+        conditions["rate_50hz"] = (roles, _at_50hz)
+    return {name: _scores(stages, predict_probs(model, render_night(rec, r, idx, transform=t)))
+            for name, (r, t) in conditions.items()}
+
+
 def evaluate_model(folder: Path, gains: list[float]) -> dict:
     from eegvlm_desktop.core.rendering import render_night
     from eegvlm_desktop.core.training import predict_probs
@@ -103,11 +142,13 @@ def evaluate_model(folder: Path, gains: list[float]) -> dict:
             out["dreams"]["night_context_temperature_1"] = _scores(
                 stages, seq.with_temperature(1.0).smooth(probs, idx))
         out["dreams"]["gain_shift"] = _at_gains(model, night, gains)
+        out["dreams"]["montage"] = _montages(model, night, rate=False)
     block = (card.get("training_data") or {}).get("held_out_block")
     if block and (SHARED / "SC4001E0-PSG.edf").exists():
         night = _sc4001_block(block)
         out["held_out_block"] = {**block, "epochs": len(night[2]),
-                                 "gain_shift": _at_gains(model, night, gains)}
+                                 "gain_shift": _at_gains(model, night, gains),
+                                 "montage": _montages(model, night, rate=True)}
     return out
 
 
@@ -122,6 +163,7 @@ def main() -> None:
     torch.set_num_threads(1)
     result = {"benchmark": "zero_shot",
               "note": "scored only; nothing is fitted on these epochs",
+              "command": "python bench/zero_shot.py " + " ".join(sys.argv[1:]),
               "models": [evaluate_model(m, args.gains) for m in args.models]}
     text = json.dumps(result, indent=1)
     if args.out:
