@@ -102,9 +102,14 @@ def card_summary(manifest: dict[str, Any]) -> str:
              f"{esc(', '.join(manifest.get('channels', [])))}"]
     augment = (training.get("settings") or {}).get("augment") or 0
     if augment:
-        lines.append(f"Augmented: {augment} variants per epoch as other labs would record it "
+        # A fine-tuned card keeps its parent's training settings; its own tuning draws no
+        # variants, so say whose training they were.
+        tuned = "fine_tuning" in card
+        lines.append(("Parent augmented" if tuned else "Augmented")
+                     + f": {augment} variants per epoch as other labs would record it "
                      "(channel gains, a 50-Hz recording's low-pass, single-channel EEG, "
-                     "no EOG/EMG)")
+                     "no EOG/EMG)" + ("; fine-tuned on the reviewed epochs as recorded"
+                                      if tuned else ""))
     metrics = card.get("metrics") or {}
     ours = (metrics.get("eegvlm_direct_answer") or {}).get("both") or metrics.get("eegvlm")
     if ours:

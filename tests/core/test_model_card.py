@@ -54,6 +54,8 @@ def test_summary_without_metrics_says_so_and_escapes():
 def test_summary_says_when_training_was_augmented():
     card = {"name": "x", "training": {"settings": {"augment": 3}}}
     assert "Augmented: 3 variants per epoch" in card_summary({"card": card})
+    tuned = card_summary({"card": {**card, "fine_tuning": {"settings": {}}}})
+    assert "Parent augmented: 3 variants" in tuned and "fine-tuned on the reviewed" in tuned
 
 
 def test_unreadable_manifest_is_a_clear_error(tmp_path):
