@@ -47,9 +47,13 @@ def _held_out(data, te, fold: int, k: int) -> dict:
             "last_epoch": int(data.epochs[te[-1]])}
 
 
-def _saved_fold_probs(folder: Path, data, splits, folds: list[int], k: int, device: str
-                      ) -> np.ndarray:
-    """Out-of-fold probabilities from fold models saved earlier, each checked to fit its block."""
+def _saved_fold_probs(folder: Path, data, splits, folds: list[int], k: int, device: str,
+                      on_model: Callable | None = None) -> np.ndarray:
+    """Out-of-fold probabilities from fold models saved earlier, each checked to fit its block.
+
+    ``on_model(fold, model, tokenizer, test_rows)`` is called with each loaded fold model
+    (the reasoning check), as training calls it with each freshly trained one.
+    """
     from .core.rendering import RENDERER_VERSION
     from .core.stages import STAGES
     from .core.training import pick_device, predict_probs
@@ -67,9 +71,11 @@ def _saved_fold_probs(folder: Path, data, splits, folds: list[int], k: int, devi
                 f"card says it never saw {saw!r}, but this fold's block is "
                 f"{_held_out(data, te, f, k)!r}. Use the folder --save-models wrote for the "
                 "same night and --cv.")
-        model, _, _ = load_model(sub, str(pick_device(device)),
-                                 expected_renderer_version=RENDERER_VERSION)
+        model, tok, _ = load_model(sub, str(pick_device(device)),
+                                   expected_renderer_version=RENDERER_VERSION)
         probs[te] = predict_probs(model, data.images[te])
+        if on_model is not None:
+            on_model(f, model, tok, te)
         del model
     return probs
 
@@ -134,11 +140,9 @@ def evaluate(args, pair: Callable, parse_folds: Callable, progress_bar: Callable
         if value is not None and not args.cv:
             raise EEGVLMError(f"{flag} only applies to cross-validation: add --cv blocks:K, "
                               f"or drop {flag} (got {flag} {value}).")
-    if args.cv_models and (args.save_models or args.epochs or args.reasoning
-                           or args.augment is not None):
+    if args.cv_models and (args.save_models or args.epochs or args.augment is not None):
         raise EEGVLMError("--cv-models reuses saved fold models, so it cannot be combined with "
-                          "--save-models, --epochs, --augment or --reasoning (which need "
-                          "training).")
+                          "--save-models, --epochs or --augment (which need training).")
     psg, hyp = pair(args.data)
     manifest = read_manifest(args.model)
     card = manifest.get("card") or {}
@@ -172,7 +176,10 @@ def evaluate(args, pair: Callable, parse_folds: Callable, progress_bar: Callable
         folds = parse_folds(args.folds, k) if args.folds else list(range(k))
         splits = block_folds(np.arange(len(data)), k)
         if args.cv_models:
-            probs = _saved_fold_probs(Path(args.cv_models), data, splits, folds, k, args.device)
+            probs = _saved_fold_probs(
+                Path(args.cv_models), data, splits, folds, k, args.device,
+                (lambda f, m, t, te: reasoning.append(_reasoning(m, t, data, te, args.reasoning)))
+                if args.reasoning else None)
             how = f"the fold models saved in {args.cv_models}"
         else:
             bar = progress_bar(not args.no_progress, "cv")

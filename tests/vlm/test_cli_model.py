@@ -188,6 +188,11 @@ def test_evaluate_cv_reuses_saved_fold_models(tmp_path, capsys):
     assert saved["epochs"] == list(range(20)) and len(saved["probs"]) == 20
     assert len(saved["context_probs"]) == 20 and saved["expert"] == STAGES
     assert len(saved["context_calibrated_probs"]) == 20
+    # The reasoning check runs on the saved fold models too (held-out epochs of each block).
+    code, stdout, stderr = cli(capsys, *base, "--cv-models", tmp_path / "cv", "--reasoning", "2")
+    assert code == 0, stderr
+    rv = json.loads(stdout)["reasoning_vs_direct"]
+    assert rv["epochs"] == 4 and 0 <= rv["agree"] <= 4
     # Fold models of another split are refused, with the reason.
     code, _, stderr = cli(capsys, *base[:-3], "--cv", "blocks:4", "--folds", "1",
                           "--cv-models", tmp_path / "cv")
