@@ -6,7 +6,7 @@ together with ``--cv-models DIR --yasa``), never from the shipped weights themse
 saw every epoch. The script refuses a CV run of another recipe, another renderer, an
 incomplete run, or one without YASA beside it.
 
-    python scripts/ship_model.py model_weights/default \
+    python scripts/ship_model.py model_weights/default
         bench/results/evaluate_cv5_cpu_r2_aug3v3.json
 
 Only MANIFEST.json changes (atomically); the weights and their checksums do not.

@@ -6,7 +6,7 @@ back has to fit a transfer limit of a few files of < 16 MiB, so the weights are 
 safetensors shards and everything small (config, tokenizer files, history, out-of-fold
 probabilities) as one results.json. ``scripts/assemble_model.py`` rebuilds the model folder.
 
-    python scripts/train_remote.py DATASET.npz OUT_DIR [--cv 5] [--epochs 30] [--ablations] \
+    python scripts/train_remote.py DATASET.npz OUT_DIR [--cv 5] [--epochs 30] [--ablations]
         [--augment K]
 """
 from __future__ import annotations
