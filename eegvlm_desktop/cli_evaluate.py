@@ -175,18 +175,20 @@ def evaluate(args, pair: Callable, parse_folds: Callable, progress_bar: Callable
         k = int(k_text)
         folds = parse_folds(args.folds, k) if args.folds else list(range(k))
         splits = block_folds(np.arange(len(data)), k)
+
+        def reason(f, m, t, te):  # each fold model, saved or just trained, on its own block
+            if args.reasoning:
+                reasoning.append(_reasoning(m, t, data, te, args.reasoning))
+
         if args.cv_models:
-            probs = _saved_fold_probs(
-                Path(args.cv_models), data, splits, folds, k, args.device,
-                (lambda f, m, t, te: reasoning.append(_reasoning(m, t, data, te, args.reasoning)))
-                if args.reasoning else None)
+            probs = _saved_fold_probs(Path(args.cv_models), data, splits, folds, k,
+                                      args.device, reason)
             how = f"the fold models saved in {args.cv_models}"
         else:
             bar = progress_bar(not args.no_progress, "cv")
             try:
                 def on_model(f, m, t, te):
-                    if args.reasoning:
-                        reasoning.append(_reasoning(m, t, data, te, args.reasoning))
+                    reason(f, m, t, te)
                     if args.save_models:
                         _save_fold_model(m, t, Path(args.save_models) / f"fold{f}", data, te,
                                          f, k, settings)

@@ -41,7 +41,7 @@ def add_parsers(sub) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--augment", type=_non_negative_int, default=0, metavar="K",
                    help="train on K perturbed renderings of each epoch as well (EEG/EOG/EMG "
-                   "gains, a 50-Hz recording's low-pass, one EEG channel in every EEG band, no "
+                   "gains, a 50-Hz recording's low-pass, one EEG channel in every EEG row, no "
                    "EOG or no chin EMG; core/augment.py), one drawn at random each time the "
                    "epoch is used: same steps, steadier on other labs (default 0)")
     t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
