@@ -32,8 +32,8 @@ MODEL = REPO / "model_weights" / "default"
 def _direct(threads: int, n: int) -> float:
     import torch
 
-    from eegvlm_desktop.core.inference import EpochQueue, InferenceEngine
-    from eegvlm_desktop.core.recording import read_recording
+    from eegvlm_desktop.core.recording.recording import read_recording
+    from eegvlm_desktop.ml.inference import EpochQueue, InferenceEngine
 
     torch.set_num_threads(threads)
     eng = InferenceEngine.load(MODEL, read_recording(PSG), "cpu")

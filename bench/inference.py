@@ -30,13 +30,13 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from eegvlm_desktop.core.cot import PROMPT
-    from eegvlm_desktop.core.montage import pick_roles
-    from eegvlm_desktop.core.recording import read_recording
-    from eegvlm_desktop.core.rendering import RENDERER_VERSION, render_night
-    from eegvlm_desktop.core.training import predict_probs
-    from eegvlm_desktop.core.vlm.tokenizer import encode_prompt
-    from eegvlm_desktop.core.vlm.weights import load_model, read_sequence
+    from eegvlm_desktop.core.picture.cot import PROMPT
+    from eegvlm_desktop.core.picture.rendering import RENDERER_VERSION, render_night
+    from eegvlm_desktop.core.recording.montage import pick_roles
+    from eegvlm_desktop.core.recording.recording import read_recording
+    from eegvlm_desktop.ml.training import predict_probs
+    from eegvlm_desktop.ml.vlm.tokenizer import encode_prompt
+    from eegvlm_desktop.ml.vlm.weights import load_model, read_sequence
 
     torch.set_num_threads(args.threads)
     t = time.perf_counter()

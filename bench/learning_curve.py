@@ -36,8 +36,8 @@ CACHE = REPO / ".devdata" / "sc4001.npz"
 
 def _night():
     """The SC4001 standard window as training examples (cached: building takes ~15 s)."""
-    from eegvlm_desktop.core.dataset import build_night, load_dataset, save_dataset
     from eegvlm_desktop.core.errors import EEGVLMError
+    from eegvlm_desktop.core.export.dataset import build_night, load_dataset, save_dataset
 
     if CACHE.exists():
         try:
@@ -72,7 +72,7 @@ def _dreams():
     """
     import tempfile
 
-    from eegvlm_desktop.core.dataset import build_night
+    from eegvlm_desktop.core.export.dataset import build_night
 
     stages = _dreams_stages()
     tmp = Path(tempfile.mkdtemp()) / "excerpt3.csv"
@@ -82,9 +82,9 @@ def _dreams():
 
 
 def _metrics(model, data, idx) -> dict:
-    from eegvlm_desktop.core.metrics import stage_metrics
     from eegvlm_desktop.core.stages import STAGES
-    from eegvlm_desktop.core.training import predict_probs
+    from eegvlm_desktop.core.staging.metrics import stage_metrics
+    from eegvlm_desktop.ml.training import predict_probs
 
     pred = [STAGES[i] for i in predict_probs(model, data.images[idx]).argmax(1)]
     m = stage_metrics([data.stages[i] for i in idx], pred)
@@ -114,9 +114,9 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
     import torch
 
-    from eegvlm_desktop.core.finetune import FinetuneSettings, finetune
-    from eegvlm_desktop.core.protocol import block_folds
-    from eegvlm_desktop.core.vlm.weights import load_model
+    from eegvlm_desktop.core.staging.protocol import block_folds
+    from eegvlm_desktop.ml.finetune.run import FinetuneSettings, finetune
+    from eegvlm_desktop.ml.vlm.weights import load_model
 
     torch.set_num_threads(args.threads)
     if args.data == "dreams":

@@ -45,16 +45,16 @@ def _short(m: dict) -> dict:
 
 
 def _scores(stages, probs) -> dict:
-    from eegvlm_desktop.core.metrics import stage_metrics
     from eegvlm_desktop.core.stages import STAGES
+    from eegvlm_desktop.core.staging.metrics import stage_metrics
 
     return _short(stage_metrics(list(stages), [STAGES[i] for i in np.asarray(probs).argmax(1)]))
 
 
 def stored_cv(data) -> dict:
     """Re-decode the stored out-of-fold probabilities with per-fold transition models."""
-    from eegvlm_desktop.cli_evaluate import calibrated_context_probs, context_probs
-    from eegvlm_desktop.core.protocol import block_folds
+    from eegvlm_desktop.cli.evaluate import calibrated_context_probs, context_probs
+    from eegvlm_desktop.core.staging.protocol import block_folds
 
     stored = json.loads(STORED.read_text())
     if list(stored["stages"]) != list(data.stages):
@@ -74,9 +74,9 @@ def stored_cv(data) -> dict:
 
 
 def fold_models(data, folder: Path) -> dict:
-    from eegvlm_desktop.cli_evaluate import (_saved_fold_probs, calibrated_context_probs,
+    from eegvlm_desktop.cli.evaluate import (_saved_fold_probs, calibrated_context_probs,
                                              context_probs)
-    from eegvlm_desktop.core.protocol import block_folds
+    from eegvlm_desktop.core.staging.protocol import block_folds
 
     splits = block_folds(np.arange(len(data)), 5)
     folds = sorted(int(p.name[4:]) for p in folder.glob("fold*") if p.name[4:].isdigit())
@@ -96,8 +96,8 @@ def fold_models(data, folder: Path) -> dict:
 def dreams() -> dict:
     from learning_curve import DREAMS, _dreams
 
-    from eegvlm_desktop.core.training import predict_probs
-    from eegvlm_desktop.core.vlm.weights import load_model, read_sequence
+    from eegvlm_desktop.ml.training import predict_probs
+    from eegvlm_desktop.ml.vlm.weights import load_model, read_sequence
 
     if not DREAMS.is_dir():
         return {"skipped": f"{DREAMS} is absent"}

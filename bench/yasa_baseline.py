@@ -37,10 +37,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import yasa
 
-    from eegvlm_desktop.core.hypnogram_io import read_hypnogram
-    from eegvlm_desktop.core.protocol import standard_window
-    from eegvlm_desktop.core.recording import read_recording
-    from eegvlm_desktop.core.yasa_baseline import compare_with_yasa
+    from eegvlm_desktop.core.hypnogram.read import read_hypnogram
+    from eegvlm_desktop.core.recording.recording import read_recording
+    from eegvlm_desktop.core.staging.protocol import standard_window
+    from eegvlm_desktop.core.staging.yasa_baseline import compare_with_yasa
 
     for p in (args.psg, args.hyp):
         if not p.exists():

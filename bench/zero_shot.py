@@ -52,8 +52,8 @@ class _Scaled:
 
 
 def _dreams_epochs() -> tuple[Any, dict, np.ndarray, list[str]]:
-    from eegvlm_desktop.core.montage import pick_roles
-    from eegvlm_desktop.core.recording import read_recording
+    from eegvlm_desktop.core.recording.montage import pick_roles
+    from eegvlm_desktop.core.recording.recording import read_recording
 
     stages = _dreams_stages()
     rec = read_recording(DREAMS / "excerpt3.edf")
@@ -61,11 +61,11 @@ def _dreams_epochs() -> tuple[Any, dict, np.ndarray, list[str]]:
 
 
 def _sc4001_block(block: dict) -> tuple[Any, dict, np.ndarray, list[str]]:
-    from eegvlm_desktop.core.hypnogram_io import read_hypnogram
-    from eegvlm_desktop.core.montage import pick_roles
-    from eegvlm_desktop.core.protocol import standard_window
-    from eegvlm_desktop.core.recording import read_recording
+    from eegvlm_desktop.core.hypnogram.read import read_hypnogram
+    from eegvlm_desktop.core.recording.montage import pick_roles
+    from eegvlm_desktop.core.recording.recording import read_recording
     from eegvlm_desktop.core.stages import STAGES
+    from eegvlm_desktop.core.staging.protocol import standard_window
 
     rec = read_recording(SHARED / "SC4001E0-PSG.edf")
     hyp = read_hypnogram(SHARED / "SC4001EC-Hypnogram.edf", recording_start=rec.meas_date,
@@ -76,8 +76,8 @@ def _sc4001_block(block: dict) -> tuple[Any, dict, np.ndarray, list[str]]:
 
 
 def _at_gains(model, night, gains: list[float]) -> dict:
-    from eegvlm_desktop.core.rendering import render_night
-    from eegvlm_desktop.core.training import predict_probs
+    from eegvlm_desktop.core.picture.rendering import render_night
+    from eegvlm_desktop.ml.training import predict_probs
 
     rec, roles, idx, stages = night
     eeg = {i for r, i in roles.items() if r.startswith("eeg") and i is not None}
@@ -103,9 +103,9 @@ def _at_50hz(sig: Any) -> Any:
 
 
 def _montages(model, night, rate: bool) -> dict:
-    from eegvlm_desktop.core.montage import EEG_ROLES
-    from eegvlm_desktop.core.rendering import render_night
-    from eegvlm_desktop.core.training import predict_probs
+    from eegvlm_desktop.core.picture.rendering import render_night
+    from eegvlm_desktop.core.recording.montage import EEG_ROLES
+    from eegvlm_desktop.ml.training import predict_probs
 
     rec, roles, idx, stages = night
     conditions: dict[str, tuple[dict, Any]] = {}
@@ -121,9 +121,9 @@ def _montages(model, night, rate: bool) -> dict:
 
 
 def evaluate_model(folder: Path, gains: list[float]) -> dict:
-    from eegvlm_desktop.core.rendering import render_night
-    from eegvlm_desktop.core.training import predict_probs
-    from eegvlm_desktop.core.vlm.weights import load_model, read_sequence
+    from eegvlm_desktop.core.picture.rendering import render_night
+    from eegvlm_desktop.ml.training import predict_probs
+    from eegvlm_desktop.ml.vlm.weights import load_model, read_sequence
 
     model, _, manifest = load_model(folder, "cpu")
     card = manifest.get("card") or {}

@@ -1,4 +1,4 @@
 """``python -m eegvlm_desktop`` -> the CLI (``gui`` by default)."""
-from .cli import main
+from eegvlm_desktop.cli import main
 
 raise SystemExit(main())

@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from eegvlm_desktop.core.dataset import build_night, concat
-from eegvlm_desktop.core.vlm.weights import read_manifest, write_sequence
+from eegvlm_desktop.core.export.dataset import build_night, concat
+from eegvlm_desktop.ml.vlm.weights import read_manifest, write_sequence
 
 
 def main() -> None:
@@ -44,7 +44,7 @@ def _record_cv(model: str, cv: dict, source: str) -> None:
     from pathlib import Path
 
     from eegvlm_desktop.core.atomic import atomic_write_text
-    from eegvlm_desktop.core.model_card import KEEP as keep
+    from eegvlm_desktop.core.staging.model_card import KEEP as keep
 
     if "eegvlm_context" not in cv or "k" not in cv or len(cv.get("folds", [])) != cv["k"]:
         raise SystemExit(f"{source}: not a complete --cv run with night context")

@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 from safetensors.torch import load_file
 
-from eegvlm_desktop.core.metrics import stage_metrics
-from eegvlm_desktop.core.model_card import architecture_text
-from eegvlm_desktop.core.protocol import PROTOCOL_TEXT
 from eegvlm_desktop.core.stages import STAGES
-from eegvlm_desktop.core.vlm.config import VLMConfig
-from eegvlm_desktop.core.vlm.model import EEGVLM
-from eegvlm_desktop.core.vlm.tokenizer import load_tokenizer
-from eegvlm_desktop.core.vlm.weights import save_model
+from eegvlm_desktop.core.staging.metrics import stage_metrics
+from eegvlm_desktop.core.staging.model_card import architecture_text
+from eegvlm_desktop.core.staging.protocol import PROTOCOL_TEXT
+from eegvlm_desktop.ml.vlm.config import VLMConfig
+from eegvlm_desktop.ml.vlm.model import EEGVLM
+from eegvlm_desktop.ml.vlm.tokenizer import load_tokenizer
+from eegvlm_desktop.ml.vlm.weights import save_model
 
 
 def oof_metrics(results: dict, fusion: str = "both") -> dict:
@@ -57,10 +57,10 @@ def main() -> None:
     model.load_state_dict(state, strict=True)
     model.eval()
 
-    from eegvlm_desktop.core.hypnogram_io import read_hypnogram
-    from eegvlm_desktop.core.protocol import standard_window
-    from eegvlm_desktop.core.recording import read_recording
-    from eegvlm_desktop.core.yasa_baseline import compare_with_yasa
+    from eegvlm_desktop.core.hypnogram.read import read_hypnogram
+    from eegvlm_desktop.core.recording.recording import read_recording
+    from eegvlm_desktop.core.staging.protocol import standard_window
+    from eegvlm_desktop.core.staging.yasa_baseline import compare_with_yasa
 
     rec = read_recording(args.psg)
     hyp = read_hypnogram(args.hyp, recording_start=rec.meas_date,

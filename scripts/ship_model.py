@@ -22,9 +22,9 @@ import numpy as np
 
 from eegvlm_desktop.core.atomic import atomic_write_text
 from eegvlm_desktop.core.errors import EEGVLMError
-from eegvlm_desktop.core.model_card import shipped_card
-from eegvlm_desktop.core.sequence import StageSequenceModel, fit_temperature
 from eegvlm_desktop.core.stages import STAGES
+from eegvlm_desktop.core.staging.model_card import shipped_card
+from eegvlm_desktop.core.staging.sequence import StageSequenceModel, fit_temperature
 
 
 def _cpu_name() -> str:

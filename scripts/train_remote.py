@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from eegvlm_desktop.core.dataset import load_dataset
-from eegvlm_desktop.core.training import TrainSettings, cross_validate, train
+from eegvlm_desktop.core.export.dataset import load_dataset
+from eegvlm_desktop.ml.training import TrainSettings, cross_validate, train
 
 SHARD_BYTES = 12 * 2**20
 

@@ -6,7 +6,7 @@ from typing import Callable
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMainWindow, QMenu
 
-from .shortcuts import SHORTCUTS
+from eegvlm_desktop.gui.shortcuts import SHORTCUTS
 
 
 def build_actions(window: QMainWindow, handlers: dict[str, Callable[[], object]]

@@ -5,7 +5,7 @@ import os
 import sys
 from pathlib import Path
 
-from .. import __version__
+from eegvlm_desktop import __version__
 
 
 def make_app():
@@ -39,7 +39,7 @@ def run_app(recording: str | None = None, hypnogram: str | None = None) -> int:
         print(f"eegvlm: error: {reason}", file=sys.stderr)
         return 2
     app = make_app()
-    from .main_window import MainWindow
+    from eegvlm_desktop.gui.main_window import MainWindow
 
     window = MainWindow()
     window.show()

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDialog, QDialogButtonBox,
-                               QDoubleSpinBox, QHBoxLayout, QHeaderView, QInputDialog,
-                               QLabel, QMessageBox, QPushButton, QTableWidget,
-                               QTableWidgetItem, QVBoxLayout, QWidget)
+                               QDoubleSpinBox, QHBoxLayout, QHeaderView, QInputDialog, QLabel,
+                               QMessageBox, QPushButton, QTableWidget, QTableWidgetItem,
+                               QVBoxLayout, QWidget)
 
-from ..core.display import DisplayFilter
-from .shortcuts import help_rows
+from eegvlm_desktop.core.recording.display import DisplayFilter
+from eegvlm_desktop.gui.shortcuts import help_rows
 
 
 def show_error(parent: QWidget | None, title: str, message: str) -> None:

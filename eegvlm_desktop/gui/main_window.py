@@ -1,6 +1,6 @@
 """The main window: signal view on top, whole-night hypnogram below, statistics on the right.
 
-The window owns no data logic: a :class:`~eegvlm_desktop.core.document.Document` holds the
+The window owns no data logic: a :class:`~eegvlm_desktop.core.scoring.document.Document` holds the
 recording and the scoring session; every label change goes through the session (saved and
 audited before the key press returns) and the views redraw from the Hypnogram's change
 events. Slow work (statistics with YASA, exports) runs on the :class:`JobWorker`.
@@ -10,26 +10,26 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer
-from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow,
-                               QMenu, QSplitter, QToolBar)
+from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu,
+                               QSplitter, QToolBar)
 
-from ..core.display import DisplaySource, default_filter
-from ..core.document import EPOCH_LENGTH, Document, default_user, open_document
-from ..core.errors import EEGVLMError, HypnogramFitError, StorageError
-from ..core.export_recording import export_hypnogram
-from ..core.hypnogram_export import format_from_name
-from ..core.stats import preload as preload_stats
-from ..core.stats import sleep_statistics
-from ..core.stages import UNS
-from . import dialogs
-from .hypnogram_view import HypnogramView, format_clock
-from .actions import build_actions
-from .recent import RecentFiles
-from .shortcuts import STAGE_ACTIONS
-from .model_controller import ModelController
-from .signal_view import GAIN_STEP, SignalView
-from .stats_panel import StatsPanel
-from .workers import JobWorker
+from eegvlm_desktop.core.errors import EEGVLMError, HypnogramFitError, StorageError
+from eegvlm_desktop.core.export.recording import export_hypnogram
+from eegvlm_desktop.core.hypnogram.stats import preload as preload_stats
+from eegvlm_desktop.core.hypnogram.stats import sleep_statistics
+from eegvlm_desktop.core.hypnogram.write import format_from_name
+from eegvlm_desktop.core.recording.display import DisplaySource, default_filter
+from eegvlm_desktop.core.scoring.document import EPOCH_LENGTH, Document, default_user, open_document
+from eegvlm_desktop.core.stages import UNS
+from eegvlm_desktop.gui import dialogs
+from eegvlm_desktop.gui.actions import build_actions
+from eegvlm_desktop.gui.controllers.model import ModelController
+from eegvlm_desktop.gui.panels.stats_panel import StatsPanel
+from eegvlm_desktop.gui.recent import RecentFiles
+from eegvlm_desktop.gui.shortcuts import STAGE_ACTIONS
+from eegvlm_desktop.gui.views.hypnogram_view import HypnogramView, format_clock
+from eegvlm_desktop.gui.views.signal_view import GAIN_STEP, SignalView
+from eegvlm_desktop.gui.workers import JobWorker
 
 WINDOW_CHOICES = (30, 60, 120, 300, 600)
 RECORDING_FILTER = ("Recordings (*.edf *.EDF *.bdf *.BDF *.fif *.fif.gz *.vhdr *.gdf *.set "

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from ..core.errors import EEGVLMError, is_oom
+from eegvlm_desktop.core.errors import EEGVLMError, is_oom
 
 
 class _JobRunner(QObject):
@@ -192,8 +192,8 @@ class _ModelRunner(QObject):
 
     @Slot(int, str, str, str)
     def load(self, request_id: int, folder: str, recording_path: str, device: str) -> None:
-        from ..core.inference import InferenceEngine
-        from ..core.recording import read_recording
+        from eegvlm_desktop.core.recording.recording import read_recording
+        from eegvlm_desktop.ml.inference import InferenceEngine
 
         self.engine = None  # the old model is released before the new one is read
         notes: list[str] = []
@@ -208,7 +208,7 @@ class _ModelRunner(QObject):
             try:
                 engine = InferenceEngine.load(folder, rec, device)
             except Exception as err:  # noqa: BLE001 - any GPU failure falls back to the CPU
-                from ..core.vlm.weights import ModelFolderError
+                from eegvlm_desktop.ml.vlm.weights import ModelFolderError
 
                 # A broken folder fails on the CPU too: say so instead of retrying.
                 if device == "cpu" or isinstance(err, ModelFolderError):
@@ -297,7 +297,7 @@ class ModelWorker(QObject):
     progressed(int, int, float)
         ``(done, total, epochs_per_second)`` of the current run.
     runFinished(object)
-        The current run's :class:`~eegvlm_desktop.core.inference.RunReport`.
+        The current run's :class:`~eegvlm_desktop.ml.inference.RunReport`.
     runFailed(str)
     textStreamed(int, str)
         ``(epoch, text so far)`` of the current explanation.
@@ -362,7 +362,7 @@ class ModelWorker(QObject):
         """Stage ``epochs`` (any iterable of int); a running run is cancelled first."""
         import time
 
-        from ..core.inference import EpochQueue
+        from eegvlm_desktop.ml.inference import EpochQueue
 
         self.cancel()
         self._run_cancel = threading.Event()

@@ -16,8 +16,8 @@ import pytest
 from eegvlm_desktop.core import atomic
 from eegvlm_desktop.core.atomic import (TEMP_SUFFIX, atomic_write_bytes, atomic_write_text,
                                         cleanup_stale_temps)
-from eegvlm_desktop.core.hypnogram import Hypnogram
-from eegvlm_desktop.core.label_store import LabelStore
+from eegvlm_desktop.core.hypnogram.hypnogram import Hypnogram
+from eegvlm_desktop.core.scoring.label_store import LabelStore
 
 REPO = Path(__file__).resolve().parents[2]
 posix_only = pytest.mark.skipif(os.name != "posix", reason="needs SIGKILL and fork semantics")

@@ -72,7 +72,7 @@ def test_bad_hypnogram_dialog(window, tmp_path, errors, tiny_edf, content):
 
 
 def test_channels_dialog_hides_reorders_and_filters(window, tiny_edf, monkeypatch):
-    from eegvlm_desktop.core.display import DisplayFilter
+    from eegvlm_desktop.core.recording.display import DisplayFilter
     from eegvlm_desktop.gui import dialogs
 
     assert window.open_file(tiny_edf)

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from ..conftest import REPO, write_edf
+from tests.conftest import REPO, write_edf
 
 
 @pytest.fixture

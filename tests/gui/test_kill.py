@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from eegvlm_desktop.core.document import open_document
+from eegvlm_desktop.core.scoring.document import open_document
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 

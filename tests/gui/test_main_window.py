@@ -214,7 +214,7 @@ def test_hide_and_reorder_channels(opened):
 
 def test_save_failure_is_shown_and_retried(opened, monkeypatch, errors):
     w = opened
-    import eegvlm_desktop.core.label_store as label_store
+    import eegvlm_desktop.core.scoring.label_store as label_store
 
     store = w.doc.store
     real_write = label_store.atomic_write_text
@@ -236,7 +236,7 @@ def test_save_failure_is_shown_and_retried(opened, monkeypatch, errors):
 
 def test_traces_stay_near_their_lane(opened):
     """A huge deflection is clipped at one lane height, never drawn across the page."""
-    from eegvlm_desktop.gui.signal_view import LANE_CLIP
+    from eegvlm_desktop.gui.views.signal_view import LANE_CLIP
 
     sv = opened.signal_view
     sv.change_gain(1000.0)  # absurd gain: every trace wants to fill the page

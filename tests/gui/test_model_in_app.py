@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from ..conftest import write_edf
-from .test_main_window import key
+from tests.conftest import write_edf
+from tests.gui.test_main_window import key
 
 
 @pytest.fixture

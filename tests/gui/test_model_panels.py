@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from eegvlm_desktop.core.metrics import stage_metrics
-from eegvlm_desktop.core.model_layer import ModelLayer
-from eegvlm_desktop.core.rendering import EpochSignals, render_epoch
+from eegvlm_desktop.core.picture.rendering import EpochSignals, render_epoch
 from eegvlm_desktop.core.stages import STAGES
-from eegvlm_desktop.gui.agreement_panel import CAVEAT, NO_DATA, AgreementPanel
-from eegvlm_desktop.gui.epoch_panel import EpochPanel, display_map
-from eegvlm_desktop.gui.review_panel import ReviewPanel
+from eegvlm_desktop.core.staging.metrics import stage_metrics
+from eegvlm_desktop.core.staging.model_layer import ModelLayer
+from eegvlm_desktop.gui.panels.agreement_panel import CAVEAT, NO_DATA, AgreementPanel
+from eegvlm_desktop.gui.panels.epoch_panel import EpochPanel, display_map
+from eegvlm_desktop.gui.panels.review_panel import ReviewPanel
 
 PROBS = np.array([0.03, 0.18, 0.71, 0.06, 0.02])
 
@@ -359,8 +359,8 @@ def test_panels_do_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys; import eegvlm_desktop.gui.epoch_panel, eegvlm_desktop.gui.review_panel, "
-            "eegvlm_desktop.gui.agreement_panel; print('torch' in sys.modules)")
+    code = ("import sys; import eegvlm_desktop.gui.panels.epoch_panel, eegvlm_desktop.gui.panels.review_panel, "
+            "eegvlm_desktop.gui.panels.agreement_panel; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
     assert out.returncode == 0, out.stderr

@@ -7,9 +7,9 @@ import pytest
 from PySide6.QtCore import QPointF
 from PySide6.QtGui import QColor
 
-from eegvlm_desktop.core.hypnogram import Hypnogram
-from eegvlm_desktop.core.model_layer import ModelLayer
+from eegvlm_desktop.core.hypnogram.hypnogram import Hypnogram
 from eegvlm_desktop.core.stages import STAGE_COLORS, STAGES
+from eegvlm_desktop.core.staging.model_layer import ModelLayer
 
 ORDER = list(STAGES)  # probability columns: W, N1, N2, N3, R
 
@@ -24,7 +24,7 @@ def onehot(stages: list[str], conf: float = 0.8) -> np.ndarray:
 @pytest.fixture
 def hypno_view(qtbot):
     from eegvlm_desktop.gui.app import make_app
-    from eegvlm_desktop.gui.hypnogram_view import HypnogramView
+    from eegvlm_desktop.gui.views.hypnogram_view import HypnogramView
 
     make_app()
     view = HypnogramView()
@@ -135,7 +135,7 @@ def test_layers_are_swapped_and_unsubscribed(hypno_view, qtbot):
 
 
 def test_hypnodensity_image_stacks_stages_in_hypnogram_order():
-    from eegvlm_desktop.gui.hypnogram_view import _DENSITY_ROWS, _density_image
+    from eegvlm_desktop.gui.views.hypnogram_view import _DENSITY_ROWS, _density_image
 
     p = np.zeros((3, 5))
     p[0, ORDER.index("N3")] = 1.0
@@ -156,10 +156,10 @@ def test_hypnodensity_image_stacks_stages_in_hypnogram_order():
 # ----------------------------------------------------------------- signal view attention
 @pytest.fixture
 def signal_view(qtbot, tiny_edf):
-    from eegvlm_desktop.core.display import DisplaySource
-    from eegvlm_desktop.core.recording import read_recording
+    from eegvlm_desktop.core.recording.display import DisplaySource
+    from eegvlm_desktop.core.recording.recording import read_recording
     from eegvlm_desktop.gui.app import make_app
-    from eegvlm_desktop.gui.signal_view import SignalView
+    from eegvlm_desktop.gui.views.signal_view import SignalView
 
     make_app()
     rec = read_recording(tiny_edf)  # 4 channels, 10 epochs of 30 s

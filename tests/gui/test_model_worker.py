@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ..conftest import REPO, write_edf
+from tests.conftest import REPO, write_edf
 
 MODEL = str(REPO / "model_weights" / "default")
 

@@ -1,0 +1,3 @@
+"""Datasets and exports: the training/fine-tuning dataset, its folder format, recording exports,
+staged folders.
+"""

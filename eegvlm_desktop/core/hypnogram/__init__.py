@@ -1,0 +1,1 @@
+"""The Hypnogram type; read, write and fit it to a recording; sleep statistics."""

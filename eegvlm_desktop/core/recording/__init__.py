@@ -1,0 +1,3 @@
+"""A night on disk: read it lazily, channels and units, montage roles, display filters,
+de-identification, the epoch grid.
+"""

@@ -1,0 +1,1 @@
+"""Scoring one night: document, session, undo, label store, audit history, navigation state."""

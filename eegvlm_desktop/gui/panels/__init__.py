@@ -1,0 +1,1 @@
+"""Dock panels: model, epoch, review, agreement, fine-tuning, statistics."""

@@ -1,0 +1,1 @@
+"""Widgets that draw a model: signals, hypnogram, epoch image, attention overlay."""

@@ -1,0 +1,215 @@
+"""Whole-night staging and per-epoch explanations, thread-agnostic (no Qt, no threads here).
+
+:class:`InferenceEngine` owns a loaded model and an opened recording. The GUI's model worker
+(``gui/workers.py``) calls it from its own thread; everything it needs from the GUI comes in
+as plain callables (``should_stop``, ``on_batch``, ``on_text``) and everything it gives back
+is numpy arrays and dataclasses. :class:`EpochQueue` is the queue of epochs still to stage;
+the GUI thread moves the epoch on screen to its front while a run is going, so it holds a
+lock.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eegvlm_desktop.core.errors import EEGVLMError, is_oom
+from eegvlm_desktop.core.picture.rendering import RENDERER_VERSION, render_night
+from eegvlm_desktop.core.recording.montage import describe_roles, pick_roles
+
+#: Epochs per forward in the app: small enough that Cancel and a jump of the on-screen epoch
+#: take effect within ~0.1 s on 2 CPU cores, big enough to keep most of the batched speed.
+APP_BATCH = 16
+
+
+class EpochQueue:
+    """Epochs waiting for the model, taken in batches; thread-safe.
+
+    Parameters
+    ----------
+    epochs : iterable of int
+        The epochs to stage, in the order to take them unless prioritised.
+    """
+
+    def __init__(self, epochs: Iterable[int]) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[int] = list(dict.fromkeys(int(e) for e in epochs))
+        self.total = len(self._pending)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def prioritise(self, centre: int, radius: int = 2) -> None:
+        """Move ``centre`` and its ``radius`` neighbours (if still pending) to the front."""
+        wanted = [centre] + [centre + d * s for d in range(1, radius + 1) for s in (1, -1)]
+        with self._lock:
+            pending = set(self._pending)
+            front = [e for e in wanted if e in pending]
+            if front:
+                chosen = set(front)
+                self._pending = front + [e for e in self._pending if e not in chosen]
+
+    def take(self, n: int) -> list[int]:
+        """Remove and return up to ``n`` epochs from the front."""
+        with self._lock:
+            batch, self._pending = self._pending[:n], self._pending[n:]
+            return batch
+
+
+@dataclass
+class RunReport:
+    """How a staging run ended."""
+
+    reason: str  # 'done' or 'cancelled'
+    epochs: int
+    seconds: float
+    device: str
+    batch_size: int
+    notes: list[str]
+
+
+class InferenceEngine:
+    """A loaded model applied to one recording.
+
+    Parameters
+    ----------
+    model, tokenizer
+        From :func:`eegvlm_desktop.ml.vlm.weights.load_model`.
+    recording : Recording
+        The opened night.
+    manifest : dict, optional
+        The model folder's manifest (its card is shown to the user).
+    batch_size : int
+        Epochs per forward (halved on a GPU out-of-memory error).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, recording: Any,
+                 manifest: dict | None = None, batch_size: int = APP_BATCH) -> None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"The 'batch_size' parameter must be a positive integer, "
+                             f"but got {batch_size!r}.")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.recording = recording
+        self.manifest = manifest or {}
+        self.batch_size = batch_size
+        self.roles = pick_roles(recording.ch_names, recording.ch_types)
+        self.channel_map = describe_roles(self.roles, recording.ch_names)
+
+    @classmethod
+    def load(cls, folder: str | Path, recording: Any, device: str = "cpu",
+             batch_size: int = APP_BATCH) -> InferenceEngine:
+        """Load a model folder for ``recording`` on ``device`` ('cpu', 'cuda', 'auto').
+
+        Raises
+        ------
+        EEGVLMError
+            The folder is not a valid model (ModelFolderError) or CUDA was asked for and
+            is not available.
+        """
+        import torch
+
+        from eegvlm_desktop.ml.vlm.weights import load_model
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise EEGVLMError("The 'device' parameter is 'cuda', but no CUDA GPU is available "
+                              "on this machine; choose 'cpu'.")
+        model, tok, manifest = load_model(folder, device,
+                                          expected_renderer_version=RENDERER_VERSION)
+        return cls(model, tok, recording, manifest, batch_size)
+
+    @property
+    def device(self) -> str:
+        return str(self.model.device)
+
+    def images(self, epochs: Sequence[int]) -> np.ndarray:
+        """The model's input images for ``epochs`` (THE renderer)."""
+        return render_night(self.recording, self.roles, list(epochs))
+
+    def _to_cpu(self) -> None:
+        import torch
+
+        self.model.to("cpu")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _probs(self, images: np.ndarray, notes: list[str]) -> np.ndarray:
+        """Stage probabilities, retrying with half the batch, then on CPU, on GPU OOM."""
+        from eegvlm_desktop.ml.training import predict_probs
+
+        while True:
+            try:
+                return predict_probs(self.model, images, self.batch_size)
+            except Exception as err:  # noqa: BLE001 - only OOM is handled, the rest re-raised
+                if not is_oom(err):
+                    raise
+                import torch
+
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                if self.batch_size > 1:
+                    self.batch_size //= 2
+                    notes.append(f"GPU out of memory: batch size lowered to {self.batch_size}.")
+                elif self.device != "cpu":
+                    self._to_cpu()
+                    notes.append("GPU out of memory even one epoch at a time: moved to CPU.")
+                else:
+                    raise EEGVLMError("Out of memory while staging, even one epoch at a time "
+                                      "on the CPU. Close other programs and try again.") from err
+
+    def run(self, queue: EpochQueue, on_batch: Callable[[np.ndarray, np.ndarray], None],
+            should_stop: Callable[[], bool] = lambda: False,
+            between_batches: Callable[[], None] | None = None) -> RunReport:
+        """Stage every epoch of ``queue``, one batch at a time, until done or cancelled.
+
+        Parameters
+        ----------
+        queue : EpochQueue
+            Epochs to stage; may be re-ordered by another thread while this runs.
+        on_batch : callable
+            ``on_batch(epochs, probs)`` after each batch: int array ``(b,)`` and
+            ``(b, 5)`` probabilities. Results already delivered stay valid if a later
+            batch fails.
+        should_stop : callable
+            Polled before each batch; True ends the run with reason ``'cancelled'``.
+        between_batches : callable, optional
+            Called before each batch (the worker serves an explanation request there, so
+            a click on an epoch need not wait for the whole night).
+        """
+        t0 = time.perf_counter()
+        notes: list[str] = []
+        done = 0
+        while True:
+            if should_stop():
+                return RunReport("cancelled", done, time.perf_counter() - t0, self.device,
+                                 self.batch_size, notes)
+            if between_batches is not None:
+                between_batches()
+            batch = queue.take(self.batch_size)
+            if not batch:
+                return RunReport("done", done, time.perf_counter() - t0, self.device,
+                                 self.batch_size, notes)
+            images = self.images(batch)
+            if should_stop():  # rendering took a while: do not start the forward for nothing
+                return RunReport("cancelled", done, time.perf_counter() - t0, self.device,
+                                 self.batch_size, notes)
+            probs = self._probs(images, notes)
+            on_batch(np.asarray(batch, dtype=int), probs)
+            done += len(batch)
+
+    def explain(self, epoch: int, on_text: Callable[[str], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, Any]:
+        """The image of ``epoch`` and the model's :class:`Explanation` of it."""
+        from eegvlm_desktop.ml.vlm.explain import explain_epoch
+
+        image = self.images([epoch])[0]
+        return image, explain_epoch(self.model, self.tokenizer, image, on_text=on_text,
+                                    should_stop=should_stop)
