@@ -108,7 +108,7 @@ def _app(app, threads: int) -> dict:
     probe.timeout.connect(tick)
     pager = QTimer()
     pager.setInterval(100)
-    pager.timeout.connect(lambda: win.goto_epoch((win.epoch + 1) % win._n_epochs()))
+    pager.timeout.connect(lambda: win.nav.go_to((win.nav.epoch + 1) % win.nav.n_epochs))
     clock.start()
     probe.start()
     pager.start()

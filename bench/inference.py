@@ -34,7 +34,7 @@ def main() -> None:
     from eegvlm_desktop.core.picture.rendering import RENDERER_VERSION, render_night
     from eegvlm_desktop.core.recording.montage import pick_roles
     from eegvlm_desktop.core.recording.recording import read_recording
-    from eegvlm_desktop.ml.training import predict_probs
+    from eegvlm_desktop.ml.vlm.predict import predict_probs
     from eegvlm_desktop.ml.vlm.tokenizer import encode_prompt
     from eegvlm_desktop.ml.vlm.weights import load_model, read_sequence
 

@@ -12,7 +12,7 @@ Protocol (every number comes from epochs the tuned model never trained on):
   random subset (per seed) of its epochs gets the real expert label (confirming the model
   where it was right, correcting it where it was wrong), with reasoning targets regenerated
   from the measured evidence for that label, as the app's export does.
-* The parent is fine-tuned on the reviewed epochs (``core/finetune.py``, same settings for
+* The parent is fine-tuned on the reviewed epochs (``ml/finetune/run.py``, same settings for
   every point) and scored on the test block: accuracy, macro-F1, kappa (the direct answer,
   as the app's whole-night pass). Share 0 is the parent itself.
 
@@ -34,7 +34,7 @@ SHARED = REPO.parent / "shared" / "data" / "sleep-edf"
 CACHE = REPO / ".devdata" / "sc4001.npz"
 
 
-def _night():
+def sc4001_night():
     """The SC4001 standard window as training examples (cached: building takes ~15 s)."""
     from eegvlm_desktop.core.errors import EEGVLMError
     from eegvlm_desktop.core.export.dataset import build_night, load_dataset, save_dataset
@@ -56,7 +56,7 @@ DREAMS = REPO.parent / "shared" / "data" / "dreams-spindles"
 DREAMS_CODES = {5: "W", 4: "R", 3: "N1", 2: "N2", 1: "N3", 0: "N3"}
 
 
-def _dreams_stages() -> list[str]:
+def dreams_stages() -> list[str]:
     """The 30-s stages of DREAMS excerpt 3: each takes the majority of its six 5-s epochs."""
     from collections import Counter
 
@@ -65,7 +65,7 @@ def _dreams_stages() -> list[str]:
             for i in range(0, len(codes) - 5, 6)]
 
 
-def _dreams():
+def dreams_night():
     """DREAMS excerpt 3 (another lab: C3-A1 at 50 Hz) as 60 scored 30-s epochs.
 
     The data never leave this machine (the licence forbids redistribution): only numbers do.
@@ -74,7 +74,7 @@ def _dreams():
 
     from eegvlm_desktop.core.export.dataset import build_night
 
-    stages = _dreams_stages()
+    stages = dreams_stages()
     tmp = Path(tempfile.mkdtemp()) / "excerpt3.csv"
     tmp.write_text("onset,duration,stage\n" + "".join(
         f"{30 * i},30,{s}\n" for i, s in enumerate(stages)))
@@ -84,7 +84,7 @@ def _dreams():
 def _metrics(model, data, idx) -> dict:
     from eegvlm_desktop.core.stages import STAGES
     from eegvlm_desktop.core.staging.metrics import stage_metrics
-    from eegvlm_desktop.ml.training import predict_probs
+    from eegvlm_desktop.ml.vlm.predict import predict_probs
 
     pred = [STAGES[i] for i in predict_probs(model, data.images[idx]).argmax(1)]
     m = stage_metrics([data.stages[i] for i in idx], pred)
@@ -115,18 +115,19 @@ def main() -> None:
     import torch
 
     from eegvlm_desktop.core.staging.protocol import block_folds
-    from eegvlm_desktop.ml.finetune.run import FinetuneSettings, finetune
+    from eegvlm_desktop.ml.finetune.run import finetune
+    from eegvlm_desktop.ml.finetune.settings import FinetuneSettings
     from eegvlm_desktop.ml.vlm.weights import load_model
 
     torch.set_num_threads(args.threads)
     if args.data == "dreams":
         if args.parent == ap.get_default("parent"):
             args.parent = str(REPO / "model_weights" / "default")
-        data = _dreams()
+        data = dreams_night()
         block = np.arange(len(data))
         where = "DREAMS excerpt 3 (60 epochs, 30-s majority of the 5-s R&K hypnogram)"
     else:
-        data = _night()
+        data = sc4001_night()
         block = None
         where = None
     parent, _, manifest = load_model(args.parent, "cpu")

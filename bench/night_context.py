@@ -44,7 +44,7 @@ def _short(m: dict) -> dict:
     return out
 
 
-def _scores(stages, probs) -> dict:
+def scores(stages, probs) -> dict:
     from eegvlm_desktop.core.stages import STAGES
     from eegvlm_desktop.core.staging.metrics import stage_metrics
 
@@ -53,7 +53,7 @@ def _scores(stages, probs) -> dict:
 
 def stored_cv(data) -> dict:
     """Re-decode the stored out-of-fold probabilities with per-fold transition models."""
-    from eegvlm_desktop.cli.evaluate import calibrated_context_probs, context_probs
+    from eegvlm_desktop.ml.evaluate import calibrated_context_probs, context_probs
     from eegvlm_desktop.core.staging.protocol import block_folds
 
     stored = json.loads(STORED.read_text())
@@ -66,52 +66,52 @@ def stored_cv(data) -> dict:
         balance = bool(run["settings"].get("balance", True))
         ctx = context_probs(data, probs, splits, list(range(5)), balance)
         cal, temps = calibrated_context_probs(data, probs, splits, list(range(5)), balance)
-        out[fusion] = {"settings": run["settings"], "epoch_alone": _scores(data.stages, probs),
-                       "night_context": _scores(data.stages, ctx),
-                       "night_context_calibrated": _scores(data.stages, cal),
+        out[fusion] = {"settings": run["settings"], "epoch_alone": scores(data.stages, probs),
+                       "night_context": scores(data.stages, ctx),
+                       "night_context_calibrated": scores(data.stages, cal),
                        "temperatures": temps}
     return out
 
 
 def fold_models(data, folder: Path) -> dict:
-    from eegvlm_desktop.cli.evaluate import (_saved_fold_probs, calibrated_context_probs,
-                                             context_probs)
+    from eegvlm_desktop.ml.evaluate import (calibrated_context_probs, context_probs,
+                                            saved_fold_probs)
     from eegvlm_desktop.core.staging.protocol import block_folds
 
     splits = block_folds(np.arange(len(data)), 5)
     folds = sorted(int(p.name[4:]) for p in folder.glob("fold*") if p.name[4:].isdigit())
-    probs = _saved_fold_probs(folder, data, splits, folds, 5, "cpu")
+    probs = saved_fold_probs(folder, data, splits, folds, 5, "cpu")
     ctx = context_probs(data, probs, splits, folds, True)
     rows = np.sort(np.concatenate([splits[f][1] for f in folds]))
     stages = [data.stages[i] for i in rows]
     out = {"folds": folds, "epochs": len(rows),
-           "epoch_alone": _scores(stages, probs[rows]),
-           "night_context": _scores(stages, ctx[rows])}
+           "epoch_alone": scores(stages, probs[rows]),
+           "night_context": scores(stages, ctx[rows])}
     if len(folds) >= 2:
         cal, out["temperatures"] = calibrated_context_probs(data, probs, splits, folds, True)
-        out["night_context_calibrated"] = _scores(stages, cal[rows])
+        out["night_context_calibrated"] = scores(stages, cal[rows])
     return out
 
 
 def dreams() -> dict:
-    from learning_curve import DREAMS, _dreams
+    from learning_curve import DREAMS, dreams_night
 
-    from eegvlm_desktop.ml.training import predict_probs
+    from eegvlm_desktop.ml.vlm.predict import predict_probs
     from eegvlm_desktop.ml.vlm.weights import load_model, read_sequence
 
     if not DREAMS.is_dir():
         return {"skipped": f"{DREAMS} is absent"}
-    data = _dreams()
+    data = dreams_night()
     model, _, manifest = load_model(MODEL, "cpu")
     probs = predict_probs(model, data.images)
     seq = read_sequence(manifest, MODEL)
     return {"recording": "DREAMS excerpt 3 (C3-A1, 50 Hz)", "epochs": len(data),
             "model": "default (never trained on DREAMS)",
             "context_from": seq.source,
-            "epoch_alone": _scores(data.stages, probs),
+            "epoch_alone": scores(data.stages, probs),
             "temperature": seq.temperature,
-            "night_context": _scores(data.stages, seq.smooth(probs, data.epochs)),
-            "night_context_temperature_1": _scores(
+            "night_context": scores(data.stages, seq.smooth(probs, data.epochs)),
+            "night_context_temperature_1": scores(
                 data.stages, seq.with_temperature(1.0).smooth(probs, data.epochs))}
 
 
@@ -120,9 +120,9 @@ def main() -> None:
     ap.add_argument("--fold-models", type=Path)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    from learning_curve import _night
+    from learning_curve import sc4001_night
 
-    data = _night()
+    data = sc4001_night()
     card = json.loads((MODEL / "MANIFEST.json").read_text())["card"]["metrics"]
     result = {"benchmark": "night_context",
               "split": "blocked 5-fold CV inside SC4001 (841 epochs of the standard window): "

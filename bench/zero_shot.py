@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning_curve import DREAMS, SHARED, _dreams_stages  # noqa: E402
-from night_context import _scores  # noqa: E402
+from learning_curve import DREAMS, SHARED, dreams_stages  # noqa: E402
+from night_context import scores  # noqa: E402
 
 
 class _Scaled:
@@ -55,7 +55,7 @@ def _dreams_epochs() -> tuple[Any, dict, np.ndarray, list[str]]:
     from eegvlm_desktop.core.recording.montage import pick_roles
     from eegvlm_desktop.core.recording.recording import read_recording
 
-    stages = _dreams_stages()
+    stages = dreams_stages()
     rec = read_recording(DREAMS / "excerpt3.edf")
     return rec, pick_roles(rec.ch_names, rec.ch_types), np.arange(len(stages)), stages
 
@@ -77,11 +77,11 @@ def _sc4001_block(block: dict) -> tuple[Any, dict, np.ndarray, list[str]]:
 
 def _at_gains(model, night, gains: list[float]) -> dict:
     from eegvlm_desktop.core.picture.rendering import render_night
-    from eegvlm_desktop.ml.training import predict_probs
+    from eegvlm_desktop.ml.vlm.predict import predict_probs
 
     rec, roles, idx, stages = night
     eeg = {i for r, i in roles.items() if r.startswith("eeg") and i is not None}
-    return {f"x{g:g}": _scores(stages, predict_probs(
+    return {f"x{g:g}": scores(stages, predict_probs(
         model, render_night(_Scaled(rec, eeg, g), roles, idx))) for g in gains}
 
 
@@ -105,7 +105,7 @@ def _at_50hz(sig: Any) -> Any:
 def _montages(model, night, rate: bool) -> dict:
     from eegvlm_desktop.core.picture.rendering import render_night
     from eegvlm_desktop.core.recording.montage import EEG_ROLES
-    from eegvlm_desktop.ml.training import predict_probs
+    from eegvlm_desktop.ml.vlm.predict import predict_probs
 
     rec, roles, idx, stages = night
     conditions: dict[str, tuple[dict, Any]] = {}
@@ -116,13 +116,13 @@ def _montages(model, night, rate: bool) -> dict:
     conditions["no_emg"] = ({**roles, "emg": None}, None)
     if rate:
         conditions["rate_50hz"] = (roles, _at_50hz)
-    return {name: _scores(stages, predict_probs(model, render_night(rec, r, idx, transform=t)))
+    return {name: scores(stages, predict_probs(model, render_night(rec, r, idx, transform=t)))
             for name, (r, t) in conditions.items()}
 
 
 def evaluate_model(folder: Path, gains: list[float]) -> dict:
     from eegvlm_desktop.core.picture.rendering import render_night
-    from eegvlm_desktop.ml.training import predict_probs
+    from eegvlm_desktop.ml.vlm.predict import predict_probs
     from eegvlm_desktop.ml.vlm.weights import load_model, read_sequence
 
     model, _, manifest = load_model(folder, "cpu")
@@ -135,11 +135,11 @@ def evaluate_model(folder: Path, gains: list[float]) -> dict:
         rec, roles, idx, stages = night
         probs = predict_probs(model, render_night(rec, roles, idx))
         seq = read_sequence(manifest, folder)
-        out["dreams"] = {"epochs": len(idx), "epoch_alone": _scores(stages, probs)}
+        out["dreams"] = {"epochs": len(idx), "epoch_alone": scores(stages, probs)}
         if seq is not None:
-            out["dreams"]["night_context"] = _scores(stages, seq.smooth(probs, idx))
+            out["dreams"]["night_context"] = scores(stages, seq.smooth(probs, idx))
             out["dreams"]["temperature"] = seq.temperature
-            out["dreams"]["night_context_temperature_1"] = _scores(
+            out["dreams"]["night_context_temperature_1"] = scores(
                 stages, seq.with_temperature(1.0).smooth(probs, idx))
         out["dreams"]["gain_shift"] = _at_gains(model, night, gains)
         out["dreams"]["montage"] = _montages(model, night, rate=False)

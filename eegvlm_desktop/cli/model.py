@@ -42,7 +42,7 @@ def add_parsers(sub) -> None:
     t.add_argument("--augment", type=_non_negative_int, default=0, metavar="K",
                    help="train on K perturbed renderings of each epoch as well (EEG/EOG/EMG "
                    "gains, a 50-Hz recording's low-pass, one EEG channel in every EEG row, no "
-                   "EOG or no chin EMG; core/augment.py), one drawn at random each time the "
+                   "EOG or no chin EMG; core/picture/augment.py), one drawn at random each time the "
                    "epoch is used: same steps, steadier on other labs (default 0)")
     t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     t.add_argument("--checkpoint-dir", help="where a checkpoint is written after every epoch "
@@ -306,7 +306,9 @@ def _train(args) -> int:
 
 def _finetune(args) -> int:
     """Fine-tune ``--model`` on export folders; one JSON line on stdout (main process)."""
-    from eegvlm_desktop.ml.finetune.run import FinetuneSettings, finetune, save_finetuned
+    from eegvlm_desktop.ml.finetune.card import save_finetuned
+    from eegvlm_desktop.ml.finetune.run import finetune
+    from eegvlm_desktop.ml.finetune.settings import FinetuneSettings
     from eegvlm_desktop.ml.vlm.weights import read_manifest
 
     model_dir, out = Path(args.model), Path(args.out)

@@ -1,17 +1,20 @@
-"""The main window: signal view on top, whole-night hypnogram below, statistics on the right.
+"""The main window, the composition root: signal view on top, hypnogram below, docks right.
 
-The window owns no data logic: a :class:`~eegvlm_desktop.core.scoring.document.Document` holds the
-recording and the scoring session; every label change goes through the session (saved and
-audited before the key press returns) and the views redraw from the Hypnogram's change
-events. Slow work (statistics with YASA, exports) runs on the :class:`JobWorker`.
+The window owns no data logic. It builds the state (a
+:class:`~eegvlm_desktop.core.scoring.document.Document` for the open night, the
+:class:`~eegvlm_desktop.core.scoring.navigation.Navigation`), the views, panels and docks, the
+menus, and hands each controller what it drives: the scoring controller applies label changes
+through the session (saved and audited before the key press returns), the model controller
+wires the model. Views redraw from the models' change events. Slow work (statistics with
+YASA, exports) runs on the :class:`JobWorker`.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu,
-                               QSplitter, QToolBar)
+                               QSplitter, QToolBar, QWidget)
 
 from eegvlm_desktop.core.errors import EEGVLMError, HypnogramFitError, StorageError
 from eegvlm_desktop.core.export.recording import export_hypnogram
@@ -20,13 +23,21 @@ from eegvlm_desktop.core.hypnogram.stats import sleep_statistics
 from eegvlm_desktop.core.hypnogram.write import format_from_name
 from eegvlm_desktop.core.recording.display import DisplaySource, default_filter
 from eegvlm_desktop.core.scoring.document import EPOCH_LENGTH, Document, default_user, open_document
+from eegvlm_desktop.core.scoring.navigation import Navigation
 from eegvlm_desktop.core.stages import UNS
 from eegvlm_desktop.gui import dialogs
 from eegvlm_desktop.gui.actions import build_actions
-from eegvlm_desktop.gui.controllers.model import ModelController
+from eegvlm_desktop.gui.controllers.model import ModelController, ModelPanels
+from eegvlm_desktop.gui.controllers.scoring import ScoringController
+from eegvlm_desktop.gui.panels.agreement_panel import AgreementPanel
+from eegvlm_desktop.gui.panels.epoch_panel import EpochPanel
+from eegvlm_desktop.gui.panels.finetune_panel import FinetunePanel
+from eegvlm_desktop.gui.panels.model_panel import ModelPanel
+from eegvlm_desktop.gui.panels.review_panel import ReviewPanel
 from eegvlm_desktop.gui.panels.stats_panel import StatsPanel
 from eegvlm_desktop.gui.recent import RecentFiles
 from eegvlm_desktop.gui.shortcuts import STAGE_ACTIONS
+from eegvlm_desktop.gui.throttle import Debounced
 from eegvlm_desktop.gui.views.hypnogram_view import HypnogramView, format_clock
 from eegvlm_desktop.gui.views.signal_view import GAIN_STEP, SignalView
 from eegvlm_desktop.gui.workers import JobWorker
@@ -59,73 +70,98 @@ class MainWindow(QMainWindow):
         self.data_dir = data_dir
         self.doc: Document | None = None
         self.source: DisplaySource | None = None
-        self.epoch = 0
-        self.window_s = float(EPOCH_LENGTH)
-        self.auto_advance = True
+        self.nav = Navigation(EPOCH_LENGTH)
+        self.nav.moved.connect(self._show_page)
         self.worker = JobWorker(parent=self)
         self.worker.jobDone.connect(self._on_job_done)
         self.worker.jobFailed.connect(self._on_job_failed)
         self.worker.submit("warmup", preload_stats)
         self._stats_request = 0
-        self._stats_timer = QTimer(self)
-        self._stats_timer.setSingleShot(True)
-        self._stats_timer.setInterval(150)  # coalesce fast key presses into one stats job
-        self._stats_timer.timeout.connect(self._request_stats)
+        # Coalesce fast key presses into one statistics job.
+        self._stats_later = Debounced(self._request_stats, 150, self)
+        self.scoring = ScoringController(self.nav, notify=self._notify, alert=self._alert,
+                                         on_change_done=self._on_change_done, parent=self)
 
         self.signal_view = SignalView()
         self.signal_view.clickedAt.connect(self._on_signal_click)
         self.hypnogram_view = HypnogramView()
-        self.hypnogram_view.epochRequested.connect(self.goto_epoch)
+        self.hypnogram_view.epochRequested.connect(self.nav.go_to)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.signal_view)
         splitter.addWidget(self.hypnogram_view)
         splitter.setSizes([700, 170])
         self.setCentralWidget(splitter)
         self.stats_panel = StatsPanel()
-        dock = QDockWidget("Sleep statistics", self)
-        dock.setObjectName("statsDock")
-        dock.setWidget(self.stats_panel)
-        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-        self.stats_dock = dock
-        self.model = ModelController(self)
+        self.stats_dock = self._dock("Sleep statistics", "statsDock", self.stats_panel)
+        panels = ModelPanels(ModelPanel(), EpochPanel(), ReviewPanel(), AgreementPanel(),
+                             FinetunePanel())
+        self.epoch_dock = self._dock("Model: this epoch", "epochDock", panels.epoch)
+        self.model_dock = self._dock("Model", "modelDock", panels.model)
+        self.review_dock = self._dock("Review queue", "reviewDock", panels.review)
+        self.agreement_dock = self._dock("Agreement", "agreementDock", panels.agreement)
+        self.finetune_dock = self._dock("Fine-tune", "finetuneDock", panels.finetune)
+        for a, b in ((self.stats_dock, self.model_dock), (self.model_dock, self.review_dock),
+                     (self.review_dock, self.agreement_dock),
+                     (self.agreement_dock, self.finetune_dock)):
+            self.tabifyDockWidget(a, b)
+        self.stats_dock.raise_()
+        # Compute threads for the model (0 = all cores but one); a setting, not a dialog.
+        threads = int(self.settings.value("model/threads", 0) or 0)
+        self.model = ModelController(self.nav, panels, self.hypnogram_view, self.signal_view,
+                                     self.worker, notify=self._notify, alert=self._alert,
+                                     apply_change=self.scoring.apply, user=self.user,
+                                     threads=threads or None, parent=self)
         self._build_actions()
         self._build_status()
         self.resize(1600, 900)
         self._update_enabled()
 
+    def _dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        return dock
+
+    def _notify(self, text: str, ms: int = 5000) -> None:
+        self.statusBar().showMessage(text, ms)
+
+    def _alert(self, title: str, message: str) -> None:
+        dialogs.show_error(self, title, message)
+
     # ================================================================ actions
     def _build_actions(self) -> None:
+        nav = self.nav
         handlers = {
             "open": self._choose_open, "import_hypnogram": self._choose_import,
             "export_hypnogram": self._choose_export, "quit": self.close,
-            "undo": self.undo, "redo": self.redo,
+            "undo": self.scoring.undo, "redo": self.scoring.redo,
             "auto_advance": self._toggle_auto_advance,
-            "prev_epoch": lambda: self.goto_epoch(self.epoch - 1),
-            "next_epoch": lambda: self.goto_epoch(self.epoch + 1),
-            "prev_page": lambda: self.goto_epoch(self.epoch - self._epochs_per_page()),
-            "next_page": lambda: self.goto_epoch(self.epoch + self._epochs_per_page()),
-            "first_epoch": lambda: self.goto_epoch(0),
-            "last_epoch": lambda: self.goto_epoch(self._n_epochs() - 1),
-            "next_unscored": self.goto_next_unscored, "goto_epoch": self._choose_goto,
+            "prev_epoch": lambda: nav.step(-1), "next_epoch": lambda: nav.step(1),
+            "prev_page": lambda: nav.step_page(-1), "next_page": lambda: nav.step_page(1),
+            "first_epoch": lambda: nav.go_to(0),
+            "last_epoch": lambda: nav.go_to(nav.n_epochs - 1),
+            "next_unscored": self.scoring.goto_next_unscored, "goto_epoch": self._choose_goto,
             "gain_up": lambda: self.signal_view.change_gain(GAIN_STEP),
             "gain_down": lambda: self.signal_view.change_gain(1 / GAIN_STEP),
             "deselect_channel": lambda: self.signal_view.select_channel(None),
             "window_longer": lambda: self._step_window(1),
             "window_shorter": lambda: self._step_window(-1),
             "channels": self._edit_channels, "help": self._show_help,
+            "finetune": self.finetune_dock.raise_,
             **self.model.handlers(),
         }
         for action_id, stage in STAGE_ACTIONS.items():
-            handlers[action_id] = lambda s=stage: self.label_current(s)
+            handlers[action_id] = lambda s=stage: self.scoring.label_current(s)
         self.actions, menus = build_actions(self, handlers)
         self.recent = RecentFiles(self.settings, QMenu("Open &recent", self), self.open_file)
         menus["File"].insertMenu(self.actions["import_hypnogram"], self.recent.menu)
         self.recent_menu = self.recent.menu
         self.model.setup_actions(self.actions)
         self.actions["auto_advance"].setCheckable(True)
-        self.actions["auto_advance"].setChecked(self.auto_advance)
+        self.actions["auto_advance"].setChecked(self.nav.auto_advance)
 
         bar = QToolBar("Scoring", self)
         bar.setObjectName("scoringToolbar")
@@ -190,8 +226,10 @@ class MainWindow(QMainWindow):
             dialogs.show_error(self, "Cannot open recording", str(err))
             return False
         if self.doc is not None:
-            self.doc.hypnogram.unsubscribe(self._on_labels_changed)
+            self.doc.hypnogram.changed.disconnect(self._on_labels_changed)
         self.doc = doc
+        self.scoring.set_document(doc)
+        self.nav.reset(doc.hypnogram.n_epochs)
         rec = doc.recording
         self.source = DisplaySource(rec)
         for ch, (kind, rate) in enumerate(zip(rec.ch_types, rec.orig_sfreqs)):
@@ -201,10 +239,9 @@ class MainWindow(QMainWindow):
         self.model.set_document(doc)
         self.setWindowTitle(f"{path.name} — EEG-VLM Desktop")
         self.recent.add(path)
-        self.epoch = 0
-        self.goto_epoch(self._first_interesting_epoch())
+        self.nav.go_to(self._first_interesting_epoch())
         message = f"Opened {path.name}: {len(rec.ch_names)} channels, " \
-                  f"{self._n_epochs()} epochs. {doc.source}."
+                  f"{self.nav.n_epochs} epochs. {doc.source}."
         if doc.notes:
             message += " " + " ".join(doc.notes)
         self.statusBar().showMessage(message, 15000)
@@ -212,11 +249,13 @@ class MainWindow(QMainWindow):
 
     def _attach_hypnogram(self) -> None:
         hyp = self.doc.hypnogram
-        hyp.subscribe(self._on_labels_changed)
+        # The view subscribes itself (set_hypnogram); the window follows the labels for the
+        # status bar, the enabled actions and the statistics.
         self.hypnogram_view.set_hypnogram(hyp, self.doc.recording.meas_date)
+        hyp.changed.connect(self._on_labels_changed)
         self._update_source_text()
         self._update_enabled()
-        self._stats_timer.start()
+        self._stats_later()
 
     def _first_interesting_epoch(self) -> int:
         """The first scored non-wake epoch minus a few (lights-off), else the first epoch."""
@@ -286,56 +325,53 @@ class MainWindow(QMainWindow):
                                   fmt, self.user)
 
     # ================================================================ navigation
-    def _n_epochs(self) -> int:
-        return self.doc.hypnogram.n_epochs if self.doc else 0
+    @property
+    def epoch(self) -> int:
+        """The current epoch (the navigation state's)."""
+        return self.nav.epoch
 
-    def _epochs_per_page(self) -> int:
-        return max(1, int(round(self.window_s / EPOCH_LENGTH)))
+    @property
+    def auto_advance(self) -> bool:
+        return self.nav.auto_advance
+
+    @property
+    def window_s(self) -> float:
+        return self.nav.window_s
 
     def goto_epoch(self, epoch: int) -> None:
-        """Make ``epoch`` current (clamped) and show the page that contains it."""
+        """Make ``epoch`` current (clamped); the page follows through ``nav.moved``."""
+        self.nav.go_to(epoch)
+
+    def _show_page(self, epoch: int) -> None:
+        """Show the page that holds ``epoch`` (the navigation state moved)."""
         if self.doc is None:
             return
-        self.epoch = min(max(int(epoch), 0), self._n_epochs() - 1)
-        hyp = self.doc.hypnogram
-        onset = hyp.onset(self.epoch)
-        per_page = self._epochs_per_page()
-        t0 = hyp.onset((self.epoch // per_page) * per_page)
-        self.signal_view.show_window(t0, self.window_s, (onset, onset + EPOCH_LENGTH))
-        self.hypnogram_view.set_position(self.epoch, t0, t0 + self.window_s)
+        hyp, nav = self.doc.hypnogram, self.nav
+        onset = hyp.onset(epoch)
+        t0 = hyp.onset(nav.page_start)
+        self.signal_view.show_window(t0, nav.window_s, (onset, onset + EPOCH_LENGTH))
+        self.hypnogram_view.set_position(epoch, t0, t0 + nav.window_s)
         self._update_status()
-        self.model.on_epoch(self.epoch)
         # Filter the neighbouring pages on the worker while the scorer reads this one, so
         # the next page step finds its data cached (the GUI thread only slices and draws).
-        w = self.window_s
+        w = nav.window_s
         self.worker.submit("prefetch", self.source.prefetch, max(t0 - w, 0.0), t0 + 2 * w,
                            self.signal_view.order)
 
-    def goto_next_unscored(self) -> None:
-        stages = self.doc.hypnogram.stages
-        n = len(stages)
-        for k in range(1, n + 1):
-            i = (self.epoch + k) % n
-            if stages[i] == UNS:
-                self.goto_epoch(i)
-                return
-        self.statusBar().showMessage("Every epoch is scored.", 5000)
-
     def _choose_goto(self) -> None:
-        epoch = dialogs.ask_epoch(self, self.epoch, self._n_epochs())
+        epoch = dialogs.ask_epoch(self, self.nav.epoch, self.nav.n_epochs)
         if epoch is not None:
-            self.goto_epoch(epoch)
+            self.nav.go_to(epoch)
 
     def _on_signal_click(self, t: float) -> None:
         if self.doc is not None:
-            self.goto_epoch(self.doc.hypnogram.epoch_at(t))
+            self.nav.go_to(self.doc.hypnogram.epoch_at(t))
 
     def set_window(self, seconds: float) -> None:
-        self.window_s = float(seconds)
         idx = self.window_combo.findData(float(seconds))
         if idx >= 0 and idx != self.window_combo.currentIndex():
             self.window_combo.setCurrentIndex(idx)
-        self.goto_epoch(self.epoch)
+        self.nav.set_window(seconds)
 
     def _step_window(self, step: int) -> None:
         i = min(max(self.window_combo.currentIndex() + step, 0), len(WINDOW_CHOICES) - 1)
@@ -344,58 +380,29 @@ class MainWindow(QMainWindow):
     # ================================================================ scoring
     def label_current(self, stage: str) -> None:
         """Score the current epoch (saved before returning), then auto-advance if on."""
-        if self.doc is None:
-            return
-        # Even when saving failed the label is applied (and retried), so advance as usual.
-        self._persisting(lambda: self.doc.session.label([self.epoch], stage))
-        if self.auto_advance and self.epoch < self._n_epochs() - 1:
-            self.goto_epoch(self.epoch + 1)
+        self.scoring.label_current(stage)
 
-    def undo(self) -> None:
-        changes = self._persisting(self.doc.session.undo)
-        if changes:
-            self.goto_epoch(changes[0].index)
-
-    def redo(self) -> None:
-        changes = self._persisting(self.doc.session.redo)
-        if changes:
-            self.goto_epoch(changes[0].index)
-
-    def _persisting(self, change):
-        """Run a label change; if it could not be saved, say so loudly and keep scoring.
-
-        The session keeps the change in memory and on the undo stack and retries the
-        save with the next change, so the scorer is warned, not blocked.
-        """
-        try:
-            return change()
-        except StorageError as err:
+    def _on_change_done(self) -> None:
+        """After a label change, saved or not: the status and Undo/Redo follow the session."""
+        if self.doc is not None:
             self._update_status()
-            dialogs.show_error(self, "Labels NOT saved", str(err))
-            return None
-        finally:
-            # The hypnogram announces a change before the session pushes it on the undo
-            # stack, so Undo/Redo are re-enabled here, once the action is complete.
-            self._update_enabled()
+        self._update_enabled()
 
     def _toggle_auto_advance(self) -> None:
-        self.auto_advance = self.actions["auto_advance"].isChecked()
+        self.nav.auto_advance = self.actions["auto_advance"].isChecked()
 
     def _on_labels_changed(self, indices: list[int]) -> None:
-        self.hypnogram_view.redraw(indices)
-        self.model.on_labels_changed(indices)
         self._update_status()
         self._update_enabled()
-        self._stats_timer.start()
+        self._stats_later()
 
     # ================================================================ status / jobs
     def _update_status(self) -> None:
-        hyp = self.doc.hypnogram
-        stage = hyp[self.epoch]
-        prov = hyp.provenance[self.epoch]
-        self.status_epoch.setText(f"Epoch {self.epoch + 1} / {hyp.n_epochs}")
-        self.status_time.setText(format_clock(self.doc.recording.meas_date,
-                                              hyp.onset(self.epoch)))
+        hyp, epoch = self.doc.hypnogram, self.nav.epoch
+        stage = hyp[epoch]
+        prov = hyp.provenance[epoch]
+        self.status_epoch.setText(f"Epoch {epoch + 1} / {hyp.n_epochs}")
+        self.status_time.setText(format_clock(self.doc.recording.meas_date, hyp.onset(epoch)))
         self.status_stage.setText(f"Stage: {'unscored' if stage == UNS else stage}"
                                   + ("" if prov in ("none",) else f" ({prov})"))
         if self.doc.session.has_unsaved:
@@ -452,7 +459,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event):  # noqa: N802
         # Labels are already on disk (saved on every change); just stop the worker cleanly.
-        self._stats_timer.stop()
+        self._stats_later.cancel()
         self.model.shutdown()
         self.worker.shutdown()
         super().closeEvent(event)

@@ -54,22 +54,36 @@ class _JobRunner(QObject):
             result = fn(*args)
         except Exception as err:  # noqa: BLE001 - report, never crash the thread
             if not cancel.is_set():  # a cancelled job's error is the cancel itself: silent
-                self.failed.emit(request_id, kind, _message(err))
+                self.failed.emit(request_id, kind, user_message(err))
         else:
             if not cancel.is_set():
                 self.done.emit(request_id, kind, result)
 
 
-def _message(err: BaseException) -> str:
-    """A message for the user; unexpected errors also leave a traceback on stderr."""
-    if isinstance(err, EEGVLMError):  # errors written for users: shown as they are
+def user_message(err: BaseException, task: str = "running this task", prefix: str = "") -> str:
+    """The one relay from a worker-thread exception to what the user reads.
+
+    Errors written for users (:class:`EEGVLMError`) are shown as they are; running out of
+    memory says so; anything else is a bug: its traceback goes to stderr and the message
+    names it after ``prefix``.
+
+    Parameters
+    ----------
+    err : BaseException
+        What the job raised.
+    task : str
+        What was running, as in "Out of memory while <task>."
+    prefix : str
+        Put before an unexpected error's type and text ("Staging stopped: ").
+    """
+    if isinstance(err, EEGVLMError):
         return str(err)
     if isinstance(err, MemoryError):
-        return "Out of memory while running this task."
+        return f"Out of memory while {task}."
     if is_oom(err):
-        return "Out of GPU memory while running this task: try the CPU or a smaller batch."
+        return f"Out of GPU memory while {task}: try the CPU or a smaller batch."
     traceback.print_exception(err)
-    return f"{type(err).__name__}: {err}"
+    return f"{prefix}{type(err).__name__}: {err}"
 
 
 class JobWorker(QObject):
@@ -193,16 +207,12 @@ class _ModelRunner(QObject):
     @Slot(int, str, str, str)
     def load(self, request_id: int, folder: str, recording_path: str, device: str) -> None:
         from eegvlm_desktop.core.recording.recording import read_recording
-        from eegvlm_desktop.ml.inference import InferenceEngine
+        from eegvlm_desktop.ml.inference import InferenceEngine, use_threads
 
         self.engine = None  # the old model is released before the new one is read
         notes: list[str] = []
         try:
-            import torch
-
-            # Set on THIS thread: torch's intra-op pool of a thread that never set it ran
-            # ~10x slower here (7 vs 142 epochs/s on 2 cores, measured with a QThread).
-            torch.set_num_threads(self.threads)
+            use_threads(self.threads)  # on THIS thread (see use_threads)
             # Its own Recording object: the GUI thread keeps reading the display one.
             rec = read_recording(recording_path)
             try:
@@ -216,16 +226,9 @@ class _ModelRunner(QObject):
                 why = "not enough GPU memory" if is_oom(err) else str(err)
                 notes.append(f"Could not use the GPU ({why}): loaded on the CPU instead.")
                 engine = InferenceEngine.load(folder, rec, "cpu")
-        except EEGVLMError as err:
-            self.loadFailed.emit(request_id, str(err))
-            return
-        except MemoryError:
-            self.loadFailed.emit(request_id, "Out of memory while loading the model.")
-            return
-        except Exception as err:  # noqa: BLE001 - report, never crash the thread
-            traceback.print_exc()
-            self.loadFailed.emit(request_id, f"The model could not be loaded: "
-                                             f"{type(err).__name__}: {err}")
+        except Exception as err:  # noqa: BLE001 - relayed to the user, never crash the thread
+            self.loadFailed.emit(request_id, user_message(err, "loading the model",
+                                                          "The model could not be loaded: "))
             return
         self.engine = engine
         card = engine.manifest.get("card") or {}
@@ -245,11 +248,8 @@ class _ModelRunner(QObject):
             report = self.engine.run(
                 queue, lambda e, p: self.batchDone.emit(run_id, e, p),
                 should_stop=cancel.is_set, between_batches=self.serve)
-        except EEGVLMError as err:
-            self.runFailed.emit(run_id, str(err))
-        except Exception as err:  # noqa: BLE001
-            traceback.print_exc()
-            self.runFailed.emit(run_id, f"Staging stopped: {type(err).__name__}: {err}")
+        except Exception as err:  # noqa: BLE001 - relayed to the user, never crash the thread
+            self.runFailed.emit(run_id, user_message(err, "staging", "Staging stopped: "))
         else:
             self.runFinished.emit(run_id, report)
 
@@ -270,11 +270,8 @@ class _ModelRunner(QObject):
             image, ex = self.engine.explain(
                 epoch, on_text=lambda text: self.textStreamed.emit(request_id, epoch, text),
                 should_stop=cancel.is_set)
-        except EEGVLMError as err:
-            self.explainFailed.emit(request_id, str(err))
-        except Exception as err:  # noqa: BLE001
-            traceback.print_exc()
-            self.explainFailed.emit(request_id, f"{type(err).__name__}: {err}")
+        except Exception as err:  # noqa: BLE001 - relayed to the user, never crash the thread
+            self.explainFailed.emit(request_id, user_message(err, "explaining this epoch"))
         else:
             self.explained.emit(request_id, epoch, image, ex)
 

@@ -25,6 +25,7 @@ from eegvlm_desktop.core.stages import STAGES
 from eegvlm_desktop.ml.checkpoint import data_fingerprint, load_checkpoint, save_checkpoint
 from eegvlm_desktop.ml.vlm.config import VLMConfig
 from eegvlm_desktop.ml.vlm.model import EEGVLM, VLMOutput
+from eegvlm_desktop.ml.vlm.predict import pick_device, predict_probs
 from eegvlm_desktop.ml.vlm.tokenizer import encode_example, pad_batch, train_tokenizer
 
 
@@ -40,7 +41,7 @@ class TrainSettings:
     weight_decay: float = 0.05
     seed: int = 0
     balance: bool = True  # oversample rare stages (N1) so each batch sees them
-    # Perturbed renderings per example (core/augment.py); each time an example is drawn,
+    # Perturbed renderings per example (core/picture/augment.py); each time an example is drawn,
     # one of its augment + 1 images (the original or a variant) is used at random, so the
     # number of steps, and the compute, is the same as without.
     augment: int = 0
@@ -58,21 +59,15 @@ class TrainSettings:
         return dict(self.__dict__)
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    """'auto' -> CUDA when present, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def _seed(seed: int) -> None:
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's generators (training and fine-tuning runs)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
-def _batches(n: int, stages: np.ndarray, settings: TrainSettings,
-             rng: np.random.Generator) -> list[np.ndarray]:
+def draw_batches(n: int, stages: np.ndarray, settings: TrainSettings,
+                 rng: np.random.Generator) -> list[np.ndarray]:
     """Shuffled mini-batches; with ``balance``, each stage is drawn ~sqrt-inversely to its count.
 
     N1 is ~7 % of a night; without it the direct head hardly ever predicts N1.
@@ -171,7 +166,7 @@ def train(data: NightData, settings: TrainSettings, device: str = "auto",
         ``resume`` with a checkpoint that is corrupt, incomplete, or made with other
         settings or data.
     """
-    _seed(settings.seed)
+    seed_everything(settings.seed)
     dev = pick_device(device)
     n_var = 0 if data.variants is None else int(data.variants.shape[1])
     if isinstance(settings.augment, bool) or not isinstance(settings.augment, int) \
@@ -217,7 +212,7 @@ def train(data: NightData, settings: TrainSettings, device: str = "auto",
     sched = lr_schedule(opt, total)
     history: list[dict] = []
     if ckpt is not None:
-        # After _seed and model building on purpose: the checkpoint's RNG states win.
+        # After seed_everything and model building on purpose: the checkpoint's RNG states win.
         ckpt.restore(model, opt, sched, rng)
         history = ckpt.history
     first = len(history)
@@ -227,7 +222,7 @@ def train(data: NightData, settings: TrainSettings, device: str = "auto",
     for epoch in range(first, settings.epochs):
         model.train()
         sums = np.zeros(4)
-        for batch in _batches(len(data), stages, settings, rng):
+        for batch in draw_batches(len(data), stages, settings, rng):
             if should_stop is not None and should_stop():
                 return model.eval(), tok, history
             images, ex, st, rows = data.images, examples, stages, batch
@@ -262,15 +257,6 @@ def train(data: NightData, settings: TrainSettings, device: str = "auto",
         if log is not None:
             log(row)
     return model.eval(), tok, history
-
-
-@torch.no_grad()
-def predict_probs(model: EEGVLM, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Stage probabilities ``(n, 5)`` for rendered epochs, batched (the fast path)."""
-    out = []
-    for i in range(0, len(images), batch_size):
-        out.append(model.stage_probs(images[i:i + batch_size]).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, len(STAGES)))
 
 
 def cross_validate(data: NightData, k: int, settings: TrainSettings, device: str = "auto",

@@ -160,7 +160,7 @@ def test_mismatched_hypnogram_asks_and_can_fit(opened, tmp_path, monkeypatch):
     monkeypatch.setattr(dialogs, "ask_mismatch", lambda p, name, probs: "crop_or_pad")
     assert w.import_hypnogram(hyp)
     assert list(w.doc.hypnogram.stages) == ["N2"] * 10
-    w.undo()  # an import is one undoable step
+    w.scoring.undo()  # an import is one undoable step
     assert w.doc.hypnogram.n_scored() == 0
 
 

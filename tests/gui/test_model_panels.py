@@ -13,7 +13,8 @@ from eegvlm_desktop.core.stages import STAGES
 from eegvlm_desktop.core.staging.metrics import stage_metrics
 from eegvlm_desktop.core.staging.model_layer import ModelLayer
 from eegvlm_desktop.gui.panels.agreement_panel import CAVEAT, NO_DATA, AgreementPanel
-from eegvlm_desktop.gui.panels.epoch_panel import EpochPanel, display_map
+from eegvlm_desktop.gui.panels.epoch_panel import EpochPanel
+from eegvlm_desktop.gui.views.epoch_image import display_map
 from eegvlm_desktop.gui.panels.review_panel import ReviewPanel
 
 PROBS = np.array([0.03, 0.18, 0.71, 0.06, 0.02])

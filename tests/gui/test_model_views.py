@@ -119,18 +119,18 @@ def test_layers_are_swapped_and_unsubscribed(hypno_view, qtbot):
     first, second = ModelLayer(n), ModelLayer(n)
     v.set_model_layer(first)
     v.set_model_layer(second)
-    assert first._listeners == [] and len(second._listeners) == 1
+    assert first.changed.n_listeners == 0 and second.changed.n_listeners == 1
     first.set_proba([0], onehot(["R"]))  # the old layer no longer reaches the view
-    assert not v._model_timer.isActive() and v._density.n_shapes == 0
+    assert not v._model_redraw.pending and v._density.n_shapes == 0
     second.set_proba([0], onehot(["R"]))
-    assert v._model_timer.isActive()
+    assert v._model_redraw.pending
     qtbot.waitUntil(lambda: v._density.n_shapes == 1, timeout=2000)
     with pytest.raises(ValueError, match="same night"):
         v.set_model_layer(ModelLayer(n + 1))
     assert v.model_layer is second
     # A hypnogram of another length (another night) drops the layer.
     v.set_hypnogram(Hypnogram(["W"] * (n + 3), 30.0))
-    assert v.model_layer is None and second._listeners == []
+    assert v.model_layer is None and second.changed.n_listeners == 0
     assert not v._density.isVisible()
 
 
@@ -154,6 +154,31 @@ def test_hypnodensity_image_stacks_stages_in_hypnogram_order():
 
 
 # ----------------------------------------------------------------- signal view attention
+def test_a_deleted_view_is_never_called_by_the_models_it_showed(qtbot):
+    """The models hold the view's listeners weakly: no guard against a dead widget needed."""
+    import gc
+
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    from eegvlm_desktop.gui.app import make_app
+    from eegvlm_desktop.gui.views.hypnogram_view import HypnogramView
+
+    make_app()
+    hyp, layer = Hypnogram(["W"] * 10, 30.0), ModelLayer(10)
+    view = HypnogramView()
+    view.set_hypnogram(hyp)
+    view.set_model_layer(layer)
+    assert hyp.changed.n_listeners == 1 and layer.changed.n_listeners == 1
+    view.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    del view
+    gc.collect()
+    # A listener on a deleted widget would raise RuntimeError here.
+    layer.set_proba([0], onehot(["R"]))
+    hyp.set_stage(1, "N2")
+    assert hyp.changed.n_listeners == 0 and layer.changed.n_listeners == 0
+
+
 @pytest.fixture
 def signal_view(qtbot, tiny_edf):
     from eegvlm_desktop.core.recording.display import DisplaySource

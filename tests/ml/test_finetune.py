@@ -16,8 +16,9 @@ from eegvlm_desktop.cli import model as cli_model
 from eegvlm_desktop.core.errors import EEGVLMError
 from eegvlm_desktop.core.picture.cot import PROMPT
 from eegvlm_desktop.core.picture.rendering import RENDERER_VERSION
-from eegvlm_desktop.ml.finetune.run import (VISION_PARTS, FinetuneError, FinetuneSettings, finetune,
-                                            fit_answers, save_finetuned)
+from eegvlm_desktop.ml.finetune.card import save_finetuned
+from eegvlm_desktop.ml.finetune.run import VISION_PARTS, finetune, fit_answers
+from eegvlm_desktop.ml.finetune.settings import FinetuneError, FinetuneSettings
 from eegvlm_desktop.ml.vlm.config import VLMConfig
 from eegvlm_desktop.ml.vlm.model import EEGVLM
 from eegvlm_desktop.ml.vlm.tokenizer import train_tokenizer

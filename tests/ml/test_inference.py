@@ -63,7 +63,7 @@ def test_oom_halves_the_batch_then_fails_clearly(engine, monkeypatch):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
         return np.full((len(images), 5), 0.2)
 
-    monkeypatch.setattr("eegvlm_desktop.ml.training.predict_probs", fake)
+    monkeypatch.setattr("eegvlm_desktop.ml.vlm.predict.predict_probs", fake)
     eng = InferenceEngine(engine.model, engine.tokenizer, engine.recording, batch_size=4)
     got = []
     report = eng.run(EpochQueue(range(3)), lambda e, p: got.append(e))
@@ -73,7 +73,7 @@ def test_oom_halves_the_batch_then_fails_clearly(engine, monkeypatch):
     def always(model, images, batch_size):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr("eegvlm_desktop.ml.training.predict_probs", always)
+    monkeypatch.setattr("eegvlm_desktop.ml.vlm.predict.predict_probs", always)
     with pytest.raises(EEGVLMError, match="Out of memory"):
         eng.run(EpochQueue(range(2)), lambda e, p: None)
 

@@ -6,7 +6,8 @@ import pytest
 
 from eegvlm_desktop.core.export.dataset import NightData, load_dataset, save_dataset
 from eegvlm_desktop.core.picture.rendering import RENDERER_VERSION
-from eegvlm_desktop.ml.training import TrainSettings, cross_validate, predict_probs, train
+from eegvlm_desktop.ml.training import TrainSettings, cross_validate, train
+from eegvlm_desktop.ml.vlm.predict import predict_probs
 
 
 def fake_night(n: int = 24, seed: int = 0) -> NightData:

@@ -91,7 +91,8 @@ def build_night(psg: str | Path, hypnogram: str | Path,
     """
     # Imported here so that loading a saved dataset (e.g. on a GPU machine for training)
     # needs neither MNE nor YASA.
-    from eegvlm_desktop.core.hypnogram.read import check_fit, fit_to_recording, read_hypnogram
+    from eegvlm_desktop.core.hypnogram.fit import check_fit, fit_to_recording
+    from eegvlm_desktop.core.hypnogram.read import read_hypnogram
     from eegvlm_desktop.core.picture.cot import format_answer, reasoning_steps
     from eegvlm_desktop.core.picture.evidence import measure_night
     from eegvlm_desktop.core.picture.rendering import render_night

@@ -5,7 +5,7 @@ scored (or confirmed, or imported) becomes one example whose image is THE model 
 (:func:`~eegvlm_desktop.core.picture.rendering.render_night`) and whose target is the expert's stage
 with reasoning regenerated from the epoch's measured evidence (:mod:`.cot`), so a corrected
 epoch teaches reasoning that argues for the expert's stage, never the model's old answer.
-The folder layout, and reading it back for training, are in :mod:`.export_dataset`.
+The folder layout, and reading it back for training, are in :mod:`.finetune_folder`.
 
 Exports are de-identified by default (:mod:`.deidentify`), deterministic (the same inputs
 give the same bytes; only ``created_at`` in the manifest differs) and atomic
@@ -32,10 +32,9 @@ from eegvlm_desktop.core.picture.rendering import IMAGE_SIZE, RENDERER_VERSION
 from eegvlm_desktop.core.recording.deidentify import patient_block, recording_name, start_block
 from eegvlm_desktop.core.stages import STAGES
 
-# load_finetune_dataset lives with the folder format (no MNE/YASA needed) and is re-exported
-# here so that callers find both directions of the export in one place.
-__all__ = ["export_finetune_dataset", "load_finetune_dataset", "select_epochs", "ExportReport",
-           "ExportError", "ExportCancelled", "EXPORT_PROVENANCES"]
+# Reading an export back (load_finetune_dataset) lives with the folder format, in
+# finetune_folder.py: it needs neither MNE nor YASA.
+__all__ = ["export_finetune_dataset", "select_epochs", "ExportReport", "EXPORT_PROVENANCES"]
 
 #: Label provenances that are an expert's word: set, accepted from the model, or imported
 #: from an expert's hypnogram file. Model-only labels ('model') teach the model nothing.

@@ -22,7 +22,8 @@ EXPORT_FORMATS: tuple[str, ...] = ("finetune",) + WRITE_FORMATS
 
 def _read_fitted(recording: Recording, path: Path) -> tuple[Hypnogram, list[str]]:
     """A hypnogram file fitted to the recording's grid, as ``dataset.build_night`` does."""
-    from eegvlm_desktop.core.hypnogram.read import check_fit, fit_to_recording, read_hypnogram
+    from eegvlm_desktop.core.hypnogram.fit import check_fit, fit_to_recording
+    from eegvlm_desktop.core.hypnogram.read import read_hypnogram
 
     res = read_hypnogram(path, epoch_length=EPOCH_LENGTH, recording_start=recording.meas_date,
                          recording_duration=recording.duration)

@@ -1,7 +1,7 @@
 """Put imported stages on a recording's epoch grid, and check or force the fit.
 
-Split from :mod:`.hypnogram_io` (which re-exports :func:`check_fit` and
-:func:`fit_to_recording`) to keep each module short. The rules:
+The readers (:mod:`.read`) lay stage events on the grid with :func:`build_grid`; callers
+fit the result to a recording with :func:`check_fit` / :func:`fit_to_recording`. The rules:
 
 * stage events become epochs; gaps become unscored; overlaps are refused;
 * nothing is resampled: another epoch length raises :class:`HypnogramMismatchError`;

@@ -6,9 +6,8 @@ them on the epoch grid (gaps become unscored, overlaps are refused), so all form
 the same checks and the same messages. Nothing is resampled silently: a file scored
 in other epochs than expected raises :class:`HypnogramMismatchError`.
 
-Writers live in :mod:`.hypnogram_export`, fitting in :mod:`.hypnogram_fit`; both are
-re-exported here, so this module is the one to import. The NSRR and Compumedics Profusion XML
-readers live in :mod:`.hypnogram_xml`.
+Writers live in :mod:`.write`, fitting to a recording in :mod:`.fit`, the NSRR and
+Compumedics Profusion XML readers in :mod:`.xml_formats`.
 """
 from __future__ import annotations
 
@@ -23,16 +22,13 @@ from datetime import datetime
 from pathlib import Path
 
 from eegvlm_desktop.core.errors import HypnogramError, check_option
-from eegvlm_desktop.core.hypnogram.fit import (FIT_POLICIES, build_grid, check_fit,
-                                               check_implicit_epochs, drop_unscored_outside,
-                                               epoch_mismatch, fit_to_recording)
+from eegvlm_desktop.core.hypnogram.fit import (build_grid, check_implicit_epochs,
+                                               drop_unscored_outside, epoch_mismatch)
 from eegvlm_desktop.core.hypnogram.hypnogram import Hypnogram
-from eegvlm_desktop.core.hypnogram.write import WRITE_FORMATS, write_hypnogram
 from eegvlm_desktop.core.hypnogram.xml_formats import read_xml
 from eegvlm_desktop.core.stages import UNS, YASA_INT_INV, describe_mapping, to_aasm
 
-__all__ = ["ImportResult", "READ_FORMATS", "WRITE_FORMATS", "FIT_POLICIES", "read_hypnogram",
-           "check_fit", "fit_to_recording", "write_hypnogram"]
+__all__ = ["ImportResult", "READ_FORMATS", "read_hypnogram"]
 
 READ_FORMATS: tuple[str, ...] = ("edf", "csv", "tsv", "yasa-txt", "xml", "json")
 _TOL = 1e-3  # s: onsets in text files are often rounded to the millisecond
@@ -334,7 +330,7 @@ def _as_int(s: str) -> int | None:
 
 
 def _read_xml(data: bytes, name: str) -> _Parsed:
-    """NSRR or Compumedics Profusion XML (see :mod:`.hypnogram_xml`)."""
+    """NSRR or Compumedics Profusion XML (see :mod:`.xml_formats`)."""
     found = read_xml(data, name)
     parsed = _Parsed("xml", events=found.events, mapping=found.mapping,
                      file_epoch_length=found.epoch_length)

@@ -1,6 +1,6 @@
 """Write hypnograms in the formats other sleep tools read, atomically.
 
-Every writer has a matching reader in :mod:`.hypnogram_io`, and the tests round-trip
+Every writer has a matching reader in :mod:`.read`, and the tests round-trip
 each one. Files are written whole to a temp file and renamed over the target
 (:func:`.atomic.atomic_write_bytes`), so a crash never leaves a half-written hypnogram.
 """

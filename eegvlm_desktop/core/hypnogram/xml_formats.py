@@ -2,8 +2,8 @@
 
 NSRR files (``<ScoredEvents>``) list stage events with a start and a duration; Profusion
 files (``<SleepStages>``) list one integer per epoch. :func:`read_xml` turns both into the
-stage events that :mod:`.hypnogram_io` lays on the epoch grid, so the same checks and
-messages apply as for every other format. This module does not import :mod:`.hypnogram_io`
+stage events that :mod:`.read` lays on the epoch grid, so the same checks and
+messages apply as for every other format. This module does not import :mod:`.read`
 (it imports this one).
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ class XmlStages:
     Attributes
     ----------
     events : list of (float, float or None, str, str, None)
-        ``(onset_s, duration_s, AASM label, source label, provenance)``, as hypnogram_io's
+        ``(onset_s, duration_s, AASM label, source label, provenance)``, as read.py's
         readers produce them.
     mapping : list of (str, str)
         Source label -> AASM label.

@@ -15,8 +15,8 @@ from pathlib import Path
 from eegvlm_desktop.core.errors import (HypnogramError, HypnogramFitError, HypnogramMismatchError,
                                         StorageError)
 from eegvlm_desktop.core.hypnogram.hypnogram import Hypnogram
-from eegvlm_desktop.core.hypnogram.read import (ImportResult, check_fit, fit_to_recording,
-                                                read_hypnogram)
+from eegvlm_desktop.core.hypnogram.fit import check_fit, fit_to_recording
+from eegvlm_desktop.core.hypnogram.read import ImportResult, read_hypnogram
 from eegvlm_desktop.core.recording.recording import Recording, read_recording
 from eegvlm_desktop.core.scoring.label_store import LabelStore, recording_fingerprint
 from eegvlm_desktop.core.scoring.session import ScoringSession

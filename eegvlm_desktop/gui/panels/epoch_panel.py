@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (QCheckBox, QGridLayout, QHBoxLayout, QLabel, QLis
 
 from eegvlm_desktop.core.picture.rendering import IMAGE_SIZE
 from eegvlm_desktop.core.stages import STAGE_COLORS, STAGES
-from eegvlm_desktop.gui.views.epoch_image import (HEAT_LUT, EpochImageView, display_map)  # noqa: F401 (re-exported)
+from eegvlm_desktop.gui.views.epoch_image import HEAT_LUT, EpochImageView, display_map
 
 if TYPE_CHECKING:
     from eegvlm_desktop.ml.vlm.explain import Explanation

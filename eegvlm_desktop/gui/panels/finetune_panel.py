@@ -94,7 +94,7 @@ class FinetunePanel(QWidget):
                   self.holdout_check):
             w.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # scoring keys stay with the window
 
-        self.export_button.clicked.connect(self._choose_export)
+        self.export_button.clicked.connect(self.choose_export)
         self.add_button.clicked.connect(self._choose_add)
         self.remove_button.clicked.connect(self._remove_selected)
         self.start_button.clicked.connect(self._start)
@@ -102,7 +102,7 @@ class FinetunePanel(QWidget):
         self.set_busy(False)
 
     # ----------------------------------------------------------------- user actions
-    def _choose_export(self) -> None:
+    def choose_export(self) -> None:
         folder = QFileDialog.getSaveFileName(self, "Export fine-tuning dataset to a new folder")[0]
         if folder:
             self.exportRequested.emit(folder, self.identity_check.isChecked())

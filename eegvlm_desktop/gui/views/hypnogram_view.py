@@ -14,12 +14,13 @@ from datetime import timedelta
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QLineF, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QLineF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPen, QPicture
 
 from eegvlm_desktop.core.hypnogram.hypnogram import Hypnogram
 from eegvlm_desktop.core.stages import ART, HYPNO_ORDER, STAGE_COLORS, STAGES, UNS
 from eegvlm_desktop.core.staging.model_layer import ModelLayer
+from eegvlm_desktop.gui.throttle import Throttled
 from eegvlm_desktop.gui.views.signal_view import ClockAxis
 
 #: y level per label: W on top (4) down to N3 (0); artefacts below N3.
@@ -244,7 +245,6 @@ class HypnogramView(pg.PlotWidget):
     """
 
     epochRequested = Signal(int)
-    _modelChanged = Signal()  # the layer's listener -> GUI thread (queued if from a worker)
 
     def __init__(self, parent=None) -> None:
         self._axis = ClockAxis(orientation="bottom")
@@ -283,17 +283,18 @@ class HypnogramView(pg.PlotWidget):
             item.setVisible(False)
             self.plotItem.addItem(item)
         self._show = {"model": True, "density": True, "ticks": True}
-        self._model_timer = QTimer(self)
-        self._model_timer.setSingleShot(True)
-        self._model_timer.setInterval(MODEL_REDRAW_MS)
-        self._model_timer.timeout.connect(self._draw_model)
-        self._modelChanged.connect(self.redraw_model)
+        # Throttle, not debounce: the first change of a burst is drawn after at most
+        # MODEL_REDRAW_MS, so a long run still shows progress while it streams in.
+        self._model_redraw = Throttled(self._draw_model, MODEL_REDRAW_MS, self)
         self._rows: tuple[bool, bool] | None = None
         self._layout_rows()
 
     def set_hypnogram(self, hyp: Hypnogram, origin=None) -> None:
-        """Show ``hyp``; ``origin`` (datetime) makes the axis show clock time."""
+        """Show ``hyp`` and redraw on its changes; ``origin`` (datetime): clock-time axis."""
+        if self.hypnogram is not None:
+            self.hypnogram.changed.disconnect(self.redraw)
         self.hypnogram = hyp
+        hyp.changed.connect(self.redraw)  # held weakly: a closed view is never called
         self._axis.origin = origin.replace(tzinfo=None) if origin is not None else None
         self.plotItem.setXRange(hyp.start, hyp.start + hyp.duration, padding=0.005)
         if self.model_layer is not None and len(self.model_layer) != hyp.n_epochs:
@@ -322,11 +323,11 @@ class HypnogramView(pg.PlotWidget):
             raise ValueError(f"The model layer has {len(layer)} epochs but the hypnogram "
                              f"{self.hypnogram.n_epochs}: they are not of the same night.")
         if self.model_layer is not None:
-            self.model_layer.unsubscribe(self._on_layer_event)
+            self.model_layer.changed.disconnect(self._on_layer_event)
         self.model_layer = layer
         if layer is not None:
-            layer.subscribe(self._on_layer_event)
-        self._model_timer.stop()
+            layer.changed.connect(self._on_layer_event)
+        self._model_redraw.cancel()
         self._draw_model()
 
     def set_model_visible(self, visible: bool) -> None:
@@ -346,21 +347,14 @@ class HypnogramView(pg.PlotWidget):
         self._apply_visibility()
 
     def _on_layer_event(self, indices: list[int]) -> None:
-        try:
-            self._modelChanged.emit()
-        except RuntimeError:  # the widget is gone but the layer lives on: stop listening
-            if self.model_layer is not None:
-                self.model_layer.unsubscribe(self._on_layer_event)
+        self.redraw_model()
 
     def redraw_model(self) -> None:
         """Redraw the model's items within ``MODEL_REDRAW_MS`` (bursts are coalesced).
 
         The view already does this on the layer's change events; calling it again is cheap.
         """
-        # Throttle, not debounce: the first change of a burst is drawn after at most
-        # MODEL_REDRAW_MS, so a long run still shows progress while it streams in.
-        if not self._model_timer.isActive():
-            self._model_timer.start()
+        self._model_redraw()
 
     def _draw_model(self) -> None:
         hyp, layer = self.hypnogram, self.model_layer

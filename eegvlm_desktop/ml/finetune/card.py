@@ -3,13 +3,12 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from eegvlm_desktop.core.staging.model_card import trained_on
+from eegvlm_desktop.ml.finetune.settings import FinetuneResult, FinetuneSettings
 from eegvlm_desktop.ml.vlm.weights import WEIGHTS_FILE, read_sequence, save_model
 
-if TYPE_CHECKING:
-    from eegvlm_desktop.ml.finetune.run import FinetuneResult, FinetuneSettings
 
 
 def _recording_names(meta: dict) -> list[str]:

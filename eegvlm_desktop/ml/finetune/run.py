@@ -31,22 +31,20 @@ import math
 import os
 import time
 import unicodedata
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from eegvlm_desktop.core.errors import EEGVLMError
 from eegvlm_desktop.core.export.dataset import NightData
 from eegvlm_desktop.core.picture.cot import PROMPT, parse_answer
 from eegvlm_desktop.core.stages import STAGES
 from eegvlm_desktop.core.staging.metrics import stage_metrics
-from eegvlm_desktop.ml.finetune.card import (save_finetuned)  # noqa: F401 (re-exported: the public entry)
-from eegvlm_desktop.ml.training import (_batches, _seed, batch_loss, lr_schedule, pick_device,
-                                        predict_probs)
+from eegvlm_desktop.ml.finetune.settings import FinetuneError, FinetuneResult, FinetuneSettings
+from eegvlm_desktop.ml.training import batch_loss, draw_batches, lr_schedule, seed_everything
 from eegvlm_desktop.ml.vlm.model import EEGVLM
+from eegvlm_desktop.ml.vlm.predict import pick_device, predict_probs
 from eegvlm_desktop.ml.vlm.tokenizer import encode_example
 from eegvlm_desktop.ml.vlm.weights import load_model
 
@@ -55,78 +53,6 @@ VISION_PARTS: tuple[str, ...] = ("visual", "enhance", "low_proj", "high_proj")
 # Characters our BPE tokenizer has no token for, mapped to ones it has (else NFKC/NFKD).
 _FALLBACK = {"≈": "~", "×": "x", "−": "-", "‘": "'", "’": "'", "“": '"', "”": '"', "•": "-",
              "…": "..."}
-
-
-class FinetuneError(EEGVLMError, ValueError):
-    """Fine-tuning cannot run with these settings, this model or this data."""
-
-
-@dataclass
-class FinetuneSettings:
-    """Hyper-parameters of one fine-tuning run (all stored in the model card).
-
-    Gentler than training's defaults (few epochs, low LR), so a few hundred corrected
-    epochs adjust the model instead of overwriting what it learnt.
-    """
-
-    epochs: int = 5
-    batch_size: int = 16
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    seed: int = 0
-    balance: bool = True  # as in training: rare stages (N1) drawn more often
-    freeze_vision: bool = False  # only the LM trains (ViT, CNN and projectors frozen)
-    lora_r: int = 0  # > 0: LoRA adapters of this rank on a pretrained LM, its base frozen
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-    def validate(self) -> None:
-        """Raise :class:`FinetuneError` naming the first bad field."""
-        for name, low in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("lora_r", 0)):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < low:
-                raise FinetuneError(f"Invalid value for the '{name}' parameter: it must be a "
-                                    f"whole number >= {low}, but got {v!r}.")
-        for name, rule in (("lr", "> 0"), ("weight_decay", ">= 0")):
-            v = getattr(self, name)
-            if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
-                    or v < 0 or (v == 0 and name == "lr")):
-                raise FinetuneError(f"Invalid value for the '{name}' parameter: it must be a "
-                                    f"finite number {rule}, but got {v!r}.")
-
-
-@dataclass
-class FinetuneResult:
-    """What :func:`finetune` returns (:func:`save_finetuned` writes it as a model folder).
-
-    ``history``: one row per epoch run (mean losses, ``epoch``, ``seconds``); a run stopped
-    mid-epoch ends with a row marked ``partial: True`` with its ``steps``. The metrics are
-    :func:`~.metrics.stage_metrics` of the direct answer on ``eval_data`` (None without).
-    """
-
-    model: EEGVLM
-    tokenizer: Any
-    history: list[dict]
-    stopped: bool
-    steps_done: int
-    total_steps: int
-    settings: FinetuneSettings
-    parent_folder: str
-    parent_manifest: dict
-    data_summary: dict  # n_examples, stage_counts, text_fixes
-    metrics_before: dict | None = None
-    metrics_after: dict | None = None
-    eval_summary: dict | None = None  # n_examples, stage_counts, meta
-    device: str = "cpu"
-    num_processes: int = 1
-    is_main_process: bool = True
-    seconds: float = 0.0
-
-    @property
-    def final(self) -> dict | None:
-        """The last history row, or None when no step ran."""
-        return self.history[-1] if self.history else None
 
 
 def fit_answers(tokenizer: Any, answers: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -281,7 +207,7 @@ def finetune(model_folder: str | Path, data: NightData, settings: FinetuneSettin
     """
     settings.validate()
     t0 = time.perf_counter()
-    _seed(settings.seed)
+    seed_everything(settings.seed)
     dev = _pick(device)
     if use_accelerate is None:
         use_accelerate = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -334,7 +260,7 @@ def finetune(model_folder: str | Path, data: NightData, settings: FinetuneSettin
         for part in frozen:
             part.eval()
         sums, n_steps = np.zeros(4), 0
-        for batch in _batches(len(data), stages, settings, rng):
+        for batch in draw_batches(len(data), stages, settings, rng):
             if should_stop is not None and should_stop():
                 stopped = True
                 break

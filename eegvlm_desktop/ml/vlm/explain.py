@@ -187,7 +187,7 @@ def reasoning_agreement(model: EEGVLM, tokenizer: Any, images: np.ndarray,
         ``epochs``, ``agree`` (reasoned stage == direct stage), ``no_stage`` (reasoning that
         names none), ``reasoned_accuracy`` and ``direct_accuracy`` against ``expert``.
     """
-    from eegvlm_desktop.ml.training import predict_probs
+    from eegvlm_desktop.ml.vlm.predict import predict_probs
 
     stages = list(model.config.stages)
     direct = [stages[i] for i in predict_probs(model, images).argmax(1)]

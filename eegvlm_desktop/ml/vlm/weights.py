@@ -10,7 +10,7 @@ Folder layout::
     tokenizer/             PreTrainedTokenizerFast files (its own folder, see tokenizer.py)
     MANIFEST.json          sha256 of every file above, renderer version, channels, stages,
                            parameter count, the model card and (optionally) the night-context
-                           stage-transition model (``"sequence"``, see core/sequence.py)
+                           stage-transition model (``"sequence"``, see core/staging/sequence.py)
 
 Every problem found on load raises :class:`ModelFolderError`, whose message names the folder,
 what is wrong and what to do; the GUI shows it as is.

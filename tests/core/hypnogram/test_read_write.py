@@ -12,8 +12,9 @@ import pytest
 
 from eegvlm_desktop.core.errors import HypnogramError, HypnogramMismatchError
 from eegvlm_desktop.core.hypnogram.hypnogram import Hypnogram
-from eegvlm_desktop.core.hypnogram.read import (ImportResult, check_fit, fit_to_recording,
-                                                read_hypnogram, write_hypnogram)
+from eegvlm_desktop.core.hypnogram.fit import check_fit, fit_to_recording
+from eegvlm_desktop.core.hypnogram.read import ImportResult, read_hypnogram
+from eegvlm_desktop.core.hypnogram.write import write_hypnogram
 
 DREAMS_HYP = Path(__file__).resolve().parents[4] / "shared" / "data" / "dreams-spindles" / \
     "Hypnogram_excerpt3.txt"

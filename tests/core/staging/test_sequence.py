@@ -1,4 +1,4 @@
-"""Night context: transition counting and forward-backward decoding (core/sequence.py)."""
+"""Night context: transition counting and forward-backward decoding (core/staging/sequence.py)."""
 from __future__ import annotations
 
 import itertools
