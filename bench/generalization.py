@@ -246,7 +246,12 @@ def main() -> None:
     ap.add_argument("--write-dreams", metavar="DIR", help="only write DREAMS 2, 3, 4 as "
                     "EDF + 30-s stage CSV into DIR (training data of --loro-vlm) and exit")
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--markdown", metavar="JSON", help="only print the tables of a result "
+                    "file as Markdown (for docs/model.md) and exit")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text(encoding="utf-8"))))
+        return
     import torch
 
     torch.set_num_threads(2)
@@ -361,6 +366,34 @@ def main() -> None:
     summary = {n: {a: (r["answers"][a]["accuracy"], r["answers"][a]["kappa"])
                    for a in ("default", "image_alone", "yasa")} for n, r in rows.items()}
     print(json.dumps({"per_recording": summary, "pooled": pooled}, indent=1))
+
+
+def _cell(m: dict) -> str:
+    return f"{m['accuracy']:.3f} / {m['kappa']:.3f}"
+
+
+def markdown(res: dict) -> str:
+    """The result's tables: per recording and pooled, ablations, conditions."""
+    rows = res["recordings"]
+    order = [n for n in ("sc4001", "dreams2", "dreams3", "dreams4") if n in rows]
+    head = ("| answer (accuracy / kappa) | " + " | ".join(
+        f"{n} ({rows[n]['epochs']})" for n in order) + " | pooled |\n|---|"
+        + "---|" * (len(order) + 1))
+    lines = [head]
+    for ans in res["pooled"]:
+        cells = [_cell(rows[n]["answers"][ans]) for n in order]
+        bold = "**" if ans in ("default", "yasa") else ""
+        lines.append(f"| {bold}{ans}{bold} | " + " | ".join(cells)
+                     + f" | {bold}{_cell(res['pooled'][ans])}{bold} |")
+    out = "\n".join(lines)
+    cond = res.get("conditions")
+    if cond:
+        answers = [a for a in next(iter(cond.values())) if a != "notes"]
+        out += ("\n\n| SC4001 as recorded by another lab (accuracy / kappa) | "
+                + " | ".join(answers) + " |\n|---|" + "---|" * len(answers))
+        for name, c in cond.items():
+            out += f"\n| {name} | " + " | ".join(_cell(c[a]) for a in answers) + " |"
+    return out
 
 
 def _json(o: Any) -> Any:

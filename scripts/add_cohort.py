@@ -40,8 +40,28 @@ RSN_LICENCE = ("RobustSleepNet weights: MIT License, Copyright (c) 2021 Dreem "
                "(NSRR), MASS and Dreem DOD-H/DOD-O; no Sleep-EDF night. The MIT licence does not "
                "speak for those data sets' own terms.")
 YASA_LICENCE = ("YASA 0.8.1 EEG-only sleep-staging classifier (LightGBM), BSD-3-Clause, "
-                "Copyright (c) 2018-2026 Raphael Vallat; trained on ~3,000 NSRR nights (Vallat & "
+                "Copyright (c) 2018 Raphael Vallat; trained on ~3,000 NSRR nights (Vallat & "
                 "Walker, eLife 2021). Converted from clf_eeg_lgb_0.5.0.joblib to LightGBM text.")
+
+
+INPUTS = ("any EEG derivation(s), one channel is enough; EOG and chin EMG optional; any rate "
+          ">= 50 Hz (YASA reads < 80 Hz resampled to 100 Hz); any gain for the cohort stagers "
+          "(the image model draws at fixed µV scales); YASA needs at least 5 minutes")
+
+
+def loro_table(res: dict) -> dict:
+    """The card's copy of the leave-one-recording-out result: pooled and per recording."""
+    keep = ("accuracy", "macro_f1", "kappa")
+    per = {name: {ans: {k: row["answers"][ans][k] for k in keep}
+                  for ans in ("default", "image_alone", "yasa")}
+           for name, row in res["recordings"].items()}
+    return {"default": {k: res["pooled"]["default"][k] for k in keep},
+            "yasa": {k: res["pooled"]["yasa"][k] for k in keep},
+            "image_alone": {k: res["pooled"]["image_alone"][k] for k in keep},
+            "per_recording": per,
+            "split": ("leave-one-recording-out over SC4001's standard window and DREAMS excerpts "
+                      "2, 3, 4 (1,021 epochs pooled); each scored by models that never saw it "
+                      "(bench/results/generalization.json)")}
 
 
 def _sha(p: Path) -> str:
@@ -89,6 +109,8 @@ def main() -> None:
     ap.add_argument("--weights", nargs="+", required=True, metavar="SOURCE=W")
     ap.add_argument("--fitted-on", required=True)
     ap.add_argument("--extra", default="{}", help="JSON merged into the fusion block")
+    ap.add_argument("--generalization", type=Path, metavar="JSON", help="bench/generalization.py "
+                    "result: its leave-one-recording-out table goes on the card")
     args = ap.parse_args()
     out = args.folder / COHORT
     out.mkdir(exist_ok=True)
@@ -101,7 +123,10 @@ def main() -> None:
         man["files"][p.relative_to(args.folder).as_posix()] = _sha(p)
     man["fusion"] = {"weights": weights, "fitted_on": args.fitted_on,
                      "sources": {"rsn": RSN_LICENCE, "yasa": YASA_LICENCE},
-                     **json.loads(args.extra)}
+                     "inputs": INPUTS, **json.loads(args.extra)}
+    if args.generalization:
+        man["fusion"]["generalization"] = loro_table(json.loads(
+            args.generalization.read_text(encoding="utf-8")))
     man_path.write_text(json.dumps(man, indent=2, ensure_ascii=False), encoding="utf-8")
     print(json.dumps(man["fusion"], indent=1))
 

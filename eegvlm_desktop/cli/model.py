@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from eegvlm_desktop.core.errors import EEGVLMError
 
 
@@ -98,6 +100,8 @@ def add_parsers(sub) -> None:
     s.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     s.add_argument("--no-context", action="store_true", help="each epoch from its own image "
                    "only, without the model's night context")
+    s.add_argument("--context", action="store_true", help="apply night context even where the "
+                   "model's card turns it off (a pooled answer already reads its neighbours)")
     s.add_argument("--batch-size", type=_positive_int, default=32)
     f = sub.add_parser("finetune", help="fine-tune a model on exported expert corrections")
     f.add_argument("--model", required=True, help="model folder to start from (only read)")
@@ -212,7 +216,9 @@ def _stage(args) -> int:
     from eegvlm_desktop.core.hypnogram.hypnogram import Hypnogram
     from eegvlm_desktop.core.hypnogram.write import write_hypnogram
     from eegvlm_desktop.core.recording.recording import read_recording
-    from eegvlm_desktop.core.staging.model_card import default_models_root, night_context
+    from eegvlm_desktop.core.staging.model_card import (context_default, default_models_root,
+                                                        night_context)
+    from eegvlm_desktop.core.stages import UNS
     from eegvlm_desktop.core.staging.model_layer import ModelLayer
     from eegvlm_desktop.ml.inference import EpochQueue, InferenceEngine
 
@@ -225,9 +231,14 @@ def _stage(args) -> int:
                           f"({rec.duration:.1f} s): there is nothing to stage.")
     # The app's own model layer: the same decoding the scorer sees in the window.
     layer = ModelLayer(n, folder.name)
-    layer.set_sequence(None if args.no_context else night_context(engine.manifest))
+    if args.context and args.no_context:
+        raise EEGVLMError("The '--context' and '--no-context' options contradict each other; "
+                          "give at most one.")
+    wanted = args.context or (not args.no_context and context_default(engine.manifest))
+    layer.set_sequence(night_context(engine.manifest) if wanted else None)
     report = engine.run(EpochQueue(range(n)), layer.set_proba)
-    stages = list(layer.stages())
+    # An epoch the quality gate found unscorable gets no stage, never a guess.
+    stages = [s if s else UNS for s in layer.stages()]
     hyp = Hypnogram(stages, 30.0, 0.0, f"EEG-VLM model {folder.name}", layer.proba,
                     ["model"] * n)
     files = engine.manifest.get("files") or {}
@@ -237,8 +248,21 @@ def _stage(args) -> int:
     print(json.dumps({"wrote": str(out), "epochs": n, "model": folder.name,
                       "night_context": layer.context_active, "device": report.device,
                       "seconds": round(report.seconds, 2), "channels": engine.channel_map,
-                      "stages": dict(Counter(stages)), "notes": report.notes}), flush=True)
+                      "stages": dict(Counter(stages)),
+                      "sources": _sources(engine),
+                      "unscorable": {"epochs": len(report.unscorable),
+                                     "first": [{"epoch": e + 1, "reason": r} for e, r in
+                                               sorted(report.unscorable.items())[:20]]},
+                      "notes": list(getattr(rec, "notes", [])) + report.notes}), flush=True)
     return 0
+
+
+def _sources(engine) -> dict:
+    """What the answer was pooled from, with the weights (empty: the image model alone)."""
+    if engine.fusion is None:
+        return {"vlm": 1.0}
+    return {name: round(w, 4) for name, w in engine.fusion.weights.items()
+            if name == "vlm" or np.isfinite(engine.sources[name]).all()}
 
 
 def run(args: argparse.Namespace) -> int:

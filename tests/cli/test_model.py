@@ -235,12 +235,22 @@ def test_stage_writes_a_model_hypnogram_with_and_without_context(tmp_path, capsy
     code, stdout, stderr = cli(capsys, "stage", psg, tmp_path / "out.csv", "--device", "cpu")
     assert code == 0, stderr
     info = json.loads(stdout)
-    assert info["epochs"] == 20 and info["night_context"] is True and info["model"] == "default"
+    # The shipped answer is pooled with the cohort stagers, whose card turns context off.
+    assert info["epochs"] == 20 and info["night_context"] is False and info["model"] == "default"
+    assert info["sources"] == {"vlm": 0.1204, "rsn": 0.4035, "yasa": 0.6907}
+    assert info["unscorable"] == {"epochs": 0, "first": []}
     assert sum(info["stages"].values()) == 20
     rows = (tmp_path / "out.csv").read_text().splitlines()
     assert rows[0] == "onset,duration,stage,provenance" and len(rows) == 21
     assert all(r.endswith(",model") for r in rows[1:])
     assert "unscored" not in (tmp_path / "out.csv").read_text()  # de-identified
+    code, stdout, stderr = cli(capsys, "stage", psg, tmp_path / "ctx.csv", "--context",
+                               "--device", "cpu")
+    assert code == 0, stderr
+    assert json.loads(stdout)["night_context"] is True
+    code, _, stderr = cli(capsys, "stage", psg, tmp_path / "ctx.csv", "--context",
+                          "--no-context", "--device", "cpu")
+    assert code != 0 and "contradict" in stderr
     code, stdout, stderr = cli(capsys, "stage", psg, tmp_path / "alone.json", "--no-context",
                                "--device", "cpu")
     assert code == 0, stderr

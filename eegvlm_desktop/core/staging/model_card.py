@@ -63,6 +63,19 @@ def night_context(manifest: dict[str, Any]) -> StageSequenceModel | None:
         return None
 
 
+def context_default(manifest: dict[str, Any]) -> bool:
+    """Whether night context is on by default for this model.
+
+    A model whose answer is pooled with cohort stagers (``fusion`` in the manifest) says so
+    itself (``fusion.night_context``): they already read the neighbouring epochs, and context
+    on top lowered accuracy where the pooling weights were fitted. Other models: on.
+    """
+    fusion = manifest.get("fusion")
+    if isinstance(fusion, dict) and "night_context" in fusion:
+        return bool(fusion["night_context"])
+    return True
+
+
 def architecture_text(config: dict[str, Any]) -> str:
     """One paragraph for a card: the EEG-VLM parts and sizes of a ``config.json`` dict."""
     v, e, lm = config["vision"], config["enhance"], config["lm"]
@@ -81,6 +94,31 @@ def architecture_text(config: dict[str, Any]) -> str:
 def _metric_line(label: str, m: dict[str, Any]) -> str:
     return (f"{label}accuracy {_pct(m.get('accuracy'))}, macro-F1 {_pct(m.get('macro_f1'))}, "
             f"kappa {m.get('kappa', 0):.2f}")
+
+
+def fusion_lines(manifest: dict[str, Any]) -> list[str]:
+    """Card lines of a model pooled with cohort stagers: what, weights, licences, unseen data."""
+    fusion = manifest.get("fusion")
+    if not isinstance(fusion, dict) or not isinstance(fusion.get("weights"), dict):
+        return []
+    esc = html.escape
+    w = fusion["weights"]
+    names = {"vlm": "image model", "rsn": "RobustSleepNet", "yasa": "YASA"}
+    weights = ", ".join(f"{names.get(k, k)} {float(v):.2f}" for k, v in w.items())
+    lines = [f"<b>Answer pooled</b> with cohort stagers (weights {esc(weights)}; "
+             f"night context {'on' if context_default(manifest) else 'off'} by default)"]
+    for text in (fusion.get("sources") or {}).values():
+        lines.append(f"<small>{esc(str(text))}</small>")
+    if fusion.get("inputs"):
+        lines.append(f"Inputs: {esc(str(fusion['inputs']))}")
+    gen = fusion.get("generalization") or {}
+    pooled, yasa = gen.get("default"), gen.get("yasa")
+    if pooled and yasa:
+        lines.append(_metric_line("On recordings it never saw: ", pooled)
+                     + "; " + _metric_line("YASA there: ", yasa))
+        if gen.get("split"):
+            lines.append(f"<i>{esc(str(gen['split']))}</i>")
+    return lines
 
 
 def card_summary(manifest: dict[str, Any]) -> str:
@@ -110,8 +148,12 @@ def card_summary(manifest: dict[str, Any]) -> str:
                      "(channel gains, a 50-Hz recording's low-pass, single-channel EEG, "
                      "no EOG/EMG)" + ("; fine-tuned on the reviewed epochs as recorded"
                                       if tuned else ""))
+    pooled = fusion_lines(manifest)
+    lines += pooled  # first: what a lab should expect on its own nights
     metrics = card.get("metrics") or {}
     ours = (metrics.get("eegvlm_direct_answer") or {}).get("both") or metrics.get("eegvlm")
+    if ours and pooled:
+        lines.append("<u>The image model alone, inside its training night (same subject):</u>")
     if ours:
         ctx = metrics.get("eegvlm_context")
         line = _metric_line("Each epoch alone: " if ctx else "", ours)

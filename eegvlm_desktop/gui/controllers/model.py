@@ -195,6 +195,8 @@ class ModelController(ExpertActions, QObject):
         doc.hypnogram.changed.connect(self.on_labels_changed)
         name = self.model_panel.folder() or ""
         self.layer = ModelLayer(doc.hypnogram.n_epochs, name)
+        self.sources: dict[str, np.ndarray] = {}  # per-source answers of the last run
+        self.unscorable: dict[int, str] = {}  # epochs the quality gate gave no stage
         self.layer.changed.connect(self._on_layer_changed)
         self.roles = pick_roles(doc.recording.ch_names, doc.recording.ch_types)
         self.explanation = self.explained_epoch = None
@@ -300,6 +302,9 @@ class ModelController(ExpertActions, QObject):
         if report.notes:
             text += " " + " ".join(dict.fromkeys(report.notes))
         self.model_panel.set_finished(text)
+        self.sources = dict(getattr(report, "sources", {}) or {})
+        self.unscorable = dict(getattr(report, "unscorable", {}) or {})
+        self._show_epoch_header()
         if self.layer is not None and self.doc is not None:
             # Re-sort the queue now that the run is complete; reviewed marks are kept.
             self.review_panel.set_data(self.layer, list(self.doc.hypnogram.stages),
@@ -362,8 +367,11 @@ class ModelController(ExpertActions, QObject):
             return
         row = self.layer.proba[e]
         alone = self.layer.epoch_proba[e] if self.layer.context_active else None
+        sources = {k: v[e] for k, v in self.sources.items()
+                   if e < len(v) and np.isfinite(v[e]).all()}
         self.epoch_panel.set_epoch(e, doc.hypnogram[e], row if np.isfinite(row).all() else None,
-                                   alone=alone)
+                                   alone=alone, sources=sources or None,
+                                   unscorable=self.unscorable.get(e))
 
     def _request_image(self, epoch: int) -> None:
         rec = self.doc.recording

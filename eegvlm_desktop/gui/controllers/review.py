@@ -8,7 +8,8 @@ controller stays about the worker.
 from __future__ import annotations
 
 from eegvlm_desktop.core.errors import EEGVLMError
-from eegvlm_desktop.core.staging.model_card import night_context, read_manifest_json
+from eegvlm_desktop.core.staging.model_card import (context_default, night_context,
+                                                    read_manifest_json)
 from eegvlm_desktop.core.staging.review import acceptance, needs_a_look
 
 
@@ -27,12 +28,18 @@ class ExpertActions:
     def _apply_night_context(self) -> None:
         """Give the layer the loaded model's transition model (None for older folders)."""
         info = self.worker.loaded_info
-        seq = None
+        seq = manifest = None
         if info is not None:
             try:
-                seq = night_context(read_manifest_json(info["folder"]))
+                manifest = read_manifest_json(info["folder"])
+                seq = night_context(manifest)
             except EEGVLMError:
                 seq = None  # the folder changed on disk since it loaded; stage without
+        if manifest is not None and getattr(self, "_context_default_of", None) != info["folder"]:
+            # Once per loaded model: a model pooled with cohort stagers says context is off
+            # by default (they read the neighbours already); the scorer's toggle wins after.
+            self._context_default_of = info["folder"]
+            self.actions["night_context"].setChecked(context_default(manifest))
         self.actions["night_context"].setEnabled(seq is not None)
         if self.layer is not None:
             self.layer.set_sequence(seq, context=self.actions["night_context"].isChecked())

@@ -117,3 +117,25 @@ def test_shipped_card_quotes_only_a_complete_cv_of_the_same_recipe():
     del no_yasa["yasa"]
     with pytest.raises(EEGVLMError, match="'yasa'"):
         shipped_card(manifest, config, no_yasa, "cv.json", {}, "cpu")
+
+
+def test_pooled_model_card_leads_with_unseen_recordings_and_licences():
+    from eegvlm_desktop.core.staging.model_card import context_default, fusion_lines
+
+    man = {"card": {"name": "m"}, "fusion": {
+        "weights": {"vlm": 0.12, "rsn": 0.4, "yasa": 0.69}, "night_context": False,
+        "sources": {"rsn": "RobustSleepNet: MIT, 943 nights"}, "inputs": "any EEG",
+        "generalization": {"default": {"accuracy": 0.885, "macro_f1": 0.857, "kappa": 0.848},
+                           "yasa": {"accuracy": 0.824, "macro_f1": 0.777, "kappa": 0.768},
+                           "split": "leave-one-recording-out"}}}
+    lines = fusion_lines(man)
+    assert "image model 0.12, RobustSleepNet 0.40, YASA 0.69" in lines[0]
+    assert "night context off by default" in lines[0]
+    assert any("MIT, 943 nights" in ln for ln in lines)
+    assert any(ln.startswith("Inputs: any EEG") for ln in lines)
+    assert any("never saw: accuracy 88.5 %" in ln and "YASA there: accuracy 82.4 %" in ln
+               for ln in lines)
+    assert context_default(man) is False
+    assert context_default({"card": {}}) is True and fusion_lines({"card": {}}) == []
+    summary = card_summary(man)
+    assert summary.index("Answer pooled") < summary.index("never saw")
