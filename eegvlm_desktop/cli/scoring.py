@@ -17,8 +17,8 @@ def add_parsers(sub) -> None:
     h = sub.add_parser("hypnogram", help="convert a hypnogram, optionally checked against a "
                        "recording")
     h.add_argument("input")
-    h.add_argument("output", nargs="?", help="output file (.csv .tsv .edf .json, "
-                   "*_events.tsv for BIDS); omit to print statistics")
+    h.add_argument("output", nargs="?", help="output file (.csv .tsv .edf .json .txt, "
+                   "*_events.tsv for BIDS, Luna's .annot .eannot); omit to print statistics")
     h.add_argument("--recording", help="check that the hypnogram fits this recording")
     h.add_argument("--fit", choices=("crop", "pad", "crop_or_pad"),
                    help="crop/pad a hypnogram that does not fit the recording")

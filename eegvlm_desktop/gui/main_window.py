@@ -45,9 +45,12 @@ from eegvlm_desktop.gui.workers import JobWorker
 WINDOW_CHOICES = (30, 60, 120, 300, 600)
 RECORDING_FILTER = ("Recordings (*.edf *.EDF *.bdf *.BDF *.fif *.fif.gz *.vhdr *.gdf *.set "
                     "*.cnt *.mff);;All files (*)")
-HYPNOGRAM_FILTER = ("Hypnograms (*.edf *.csv *.tsv *.txt *.xml *.json);;All files (*)")
+HYPNOGRAM_FILTER = ("Hypnograms (*.edf *.csv *.tsv *.txt *.xml *.json *.eannot *.annot);;"
+                    "All files (*)")
 EXPORT_FORMATS = {"CSV (*.csv)": "csv", "TSV (*.tsv)": "tsv", "EDF+ annotations (*.edf)": "edf",
-                  "BIDS events (*_events.tsv)": "bids", "JSON with provenance (*.json)": "json"}
+                  "BIDS events (*_events.tsv)": "bids", "JSON with provenance (*.json)": "json",
+                  "Luna annotations (*.annot)": "annot",
+                  "Luna epoch stages (*.eannot)": "eannot"}
 
 
 def _export_job(hyp, path: Path, fmt: str | None, scorer: str) -> Path:

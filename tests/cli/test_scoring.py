@@ -67,6 +67,19 @@ def test_export_finetune_and_hypnogram_formats(tmp_path):
                                                                   "30\t30\tN1\timport"]
 
 
+def test_export_and_convert_to_lunas_formats(tmp_path):
+    rec = write_edf(tmp_path / "r.edf", duration_s=150)  # 5 epochs
+    hyp = tmp_path / "h.csv"
+    hyp.write_text("onset,duration,stage\n0,30,W\n30,30,N1\n60,30,N2\n90,30,UNS\n120,30,R\n")
+    out = run("export", rec, tmp_path / "n.eannot", "--hypnogram", hyp, "--format", "eannot")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "n.eannot").read_text() == "W\nN1\nN2\n?\nR\n"
+    out = run("hypnogram", hyp, tmp_path / "n.annot")  # the format from the extension
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "n.annot").read_text().splitlines()[1:3] == [
+        "W\t.\t.\t0\t30\tprovenance=import", "N1\t.\t.\t30\t60\tprovenance=import"]
+
+
 def test_export_bad_input_is_one_clear_line(tmp_path):
     rec = write_edf(tmp_path / "r.edf", duration_s=60)
     for args, words in ((("missing.edf", tmp_path / "o"), "missing.edf"),

@@ -182,6 +182,40 @@ def test_export_runs_on_worker(opened, qtbot, tmp_path):
     assert "tiny.edf" not in text and "2001-09-09" not in text and "tester" in text
 
 
+@pytest.mark.parametrize("choice, ext", [("Luna annotations (*.annot)", ".annot"),
+                                         ("Luna epoch stages (*.eannot)", ".eannot")])
+def test_luna_formats_export_from_the_dialog_and_import_back(opened, qtbot, tmp_path,
+                                                             monkeypatch, choice, ext):
+    from PySide6.QtWidgets import QFileDialog
+
+    from eegvlm_desktop.gui.main_window import HYPNOGRAM_FILTER
+
+    w = opened
+    assert f"*{ext}" in HYPNOGRAM_FILTER.split(";;")[0]
+    w.doc.session.label([0, 1, 2], "N2")
+    w.doc.session.label([3], "R")
+    out = tmp_path / f"night{ext}"
+    offered = []
+
+    def save_dialog(parent, title, start, filters):
+        offered.extend(filters.split(";;"))
+        return str(out), choice
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", save_dialog)
+    with qtbot.waitSignal(w.worker.jobDone, timeout=10000,
+                          check_params_cb=lambda rid, kind, result: kind == "export"):
+        w.actions["export_hypnogram"].trigger()
+    assert choice in offered
+    first = out.read_text().splitlines()[1 if ext == ".annot" else 0]  # .annot: header row
+    assert first.split("\t")[0] == "N2"
+    w.doc.session.label(range(10), "UNS")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                        lambda parent, title, folder, filters: (str(out), filters))
+    w.actions["import_hypnogram"].trigger()
+    assert list(w.doc.hypnogram.stages[:5]) == ["N2", "N2", "N2", "R", "UNS"]
+    assert f"Imported night{ext}" in w.statusBar().currentMessage()
+
+
 def test_reopen_restores_labels_and_recent(window, tmp_path, qtbot):
     path = write_edf(tmp_path / "night.edf")
     assert window.open_file(path)

@@ -7,7 +7,8 @@ the same checks and the same messages. Nothing is resampled silently: a file sco
 in other epochs than expected raises :class:`HypnogramMismatchError`.
 
 Writers live in :mod:`.write`, fitting to a recording in :mod:`.fit`, the NSRR and
-Compumedics Profusion XML readers in :mod:`.xml_formats`.
+Compumedics Profusion XML readers in :mod:`.xml_formats`, Luna's .eannot and .annot in
+:mod:`.luna_formats`.
 """
 from __future__ import annotations
 
@@ -25,12 +26,14 @@ from eegvlm_desktop.core.errors import HypnogramError, check_option
 from eegvlm_desktop.core.hypnogram.fit import (build_grid, check_implicit_epochs,
                                                drop_unscored_outside, epoch_mismatch)
 from eegvlm_desktop.core.hypnogram.hypnogram import Hypnogram
+from eegvlm_desktop.core.hypnogram.luna_formats import read_annot, read_eannot
 from eegvlm_desktop.core.hypnogram.xml_formats import read_xml
 from eegvlm_desktop.core.stages import UNS, YASA_INT_INV, describe_mapping, to_aasm
 
 __all__ = ["ImportResult", "READ_FORMATS", "read_hypnogram"]
 
-READ_FORMATS: tuple[str, ...] = ("edf", "csv", "tsv", "yasa-txt", "xml", "json")
+READ_FORMATS: tuple[str, ...] = ("edf", "csv", "tsv", "yasa-txt", "xml", "json", "eannot",
+                                 "annot")
 _TOL = 1e-3  # s: onsets in text files are often rounded to the millisecond
 _MAX_BYTES = 64 * 2**20  # a hypnogram is a few kB; refuse to slurp a mis-picked 1 GB file
 _STAGE_COLUMNS = ("stage", "sleep_stage", "trial_type", "description", "label")
@@ -86,10 +89,12 @@ def read_hypnogram(path: str | Path, *, fmt: str | None = None, epoch_length: fl
         Epoch length of the recording, in seconds. Files scored in other epochs raise.
     recording_start : datetime or None
         Start of the recording. When the file has its own start time (EDF+, our JSON),
-        onsets are shifted by the difference. Time zones are ignored: EDF stores clock time.
+        onsets are shifted by the difference; clock times in a Luna .annot are counted from
+        it. Time zones are ignored: EDF stores clock time.
     recording_duration : float or None
         Length of the recording in seconds. Unscored epochs past its end (or before its
-        start) are dropped with a note; scored ones are kept for the user to decide.
+        start) are dropped with a note; scored ones are kept for the user to decide. A Luna
+        .annot row ending in '...' runs to it.
 
     Returns
     -------
@@ -135,6 +140,9 @@ def read_hypnogram(path: str | Path, *, fmt: str | None = None, epoch_length: fl
             text = _decode(data)
             if fmt in ("csv", "tsv"):
                 parsed = _read_table(text, name, fmt, epoch_length, recording_duration)
+            elif fmt in ("eannot", "annot"):
+                parsed = _read_luna(text, name, fmt, epoch_length, recording_start,
+                                    recording_duration)
             else:
                 parsed = _read_lines(text, name, epoch_length, recording_duration)
     return _finish(parsed, name, epoch_length, recording_start, recording_duration)
@@ -150,6 +158,8 @@ def _detect(path: Path, head: bytes) -> str:
     if ext in (".edf", ".bdf", ".rec"):
         raise HypnogramError(f"'{path.name}' has an {ext} extension but is not an EDF file "
                              f"(its header does not start like one).")
+    if ext in (".eannot", ".annot"):
+        return ext[1:]
     if text.startswith(b"<"):
         return "xml"
     if text.startswith(b"{"):
@@ -159,12 +169,28 @@ def _detect(path: Path, head: bytes) -> str:
                              f"read ({', '.join(READ_FORMATS)}).")
     first = head.decode("utf-8", "replace").lstrip("\ufeff").strip().splitlines()
     first_line = first[0] if first else ""
+    if _is_luna_annot(first):
+        return "annot"
     cols = {c.strip().strip('"').lower() for c in re.split(r"[,;\t]", first_line)}
     if cols & set(_STAGE_COLUMNS) or (ext in (".csv", ".tsv") and len(cols) > 1):
         # A table (the header names a stage column, or a .csv/.tsv with several columns:
         # the table reader then says which column is missing).
         return "tsv" if "\t" in first_line else "csv"
     return "yasa-txt"
+
+
+def _is_luna_annot(lines: list[str]) -> bool:
+    """Luna's .annot under another name (Luna reads .txt and .tsv as .annot too): its
+    ``class instance ...`` header row, or its ``# class | description`` lines."""
+    headed = False
+    for line in lines:
+        if line.startswith("#"):
+            if "|" not in line:
+                return False  # a plain comment (YASA text and tables allow them)
+            headed = True
+            continue
+        return headed or re.match(r"class\s+instance\s", line, re.IGNORECASE) is not None
+    return headed
 
 
 def _is_edf(head: bytes) -> bool:
@@ -327,6 +353,19 @@ def _as_int(s: str) -> int | None:
     except ValueError:
         return None
     return int(v) if v.is_integer() else None
+
+
+def _read_luna(text: str, name: str, fmt: str, epoch_length: float,
+               recording_start: datetime | None, recording_duration: float | None) -> _Parsed:
+    """Luna's .eannot or .annot (see :mod:`.luna_formats`)."""
+    if fmt == "eannot":
+        found = read_eannot(text, name, epoch_length)
+        check_implicit_epochs(len(found.events), name, epoch_length, recording_duration)
+    else:
+        found = read_annot(text, name, recording_start, recording_duration)
+    parsed = _Parsed(fmt, events=found.events, mapping=found.mapping, notes=found.notes)
+    _note_skipped(parsed, found.skipped, "annotation")
+    return parsed
 
 
 def _read_xml(data: bytes, name: str) -> _Parsed:

@@ -15,10 +15,12 @@ from pathlib import Path
 from eegvlm_desktop.core.atomic import atomic_write_bytes
 from eegvlm_desktop.core.errors import HypnogramError, check_option
 from eegvlm_desktop.core.hypnogram.hypnogram import Hypnogram
+from eegvlm_desktop.core.hypnogram.luna_formats import annot_bytes, eannot_bytes
 from eegvlm_desktop.core.stages import ALL_LABELS, UNS, YASA_INT
 
 #: Formats :func:`write_hypnogram` can write.
-WRITE_FORMATS: tuple[str, ...] = ("csv", "tsv", "edf", "bids", "json", "yasa-txt")
+WRITE_FORMATS: tuple[str, ...] = ("csv", "tsv", "edf", "bids", "json", "yasa-txt", "eannot",
+                                  "annot")
 
 #: EDF+ annotation texts, in the Sleep-EDF style that EDFbrowser and MNE users recognise.
 EDF_LABELS: dict[str, str] = {
@@ -43,7 +45,8 @@ def write_hypnogram(hyp: Hypnogram, path: str | Path, *, fmt: str | None = None,
     fmt : str or None
         One of :data:`WRITE_FORMATS`. ``None`` picks it from the file name:
         ``*_events.tsv`` -> 'bids', ``.csv``, ``.tsv``, ``.edf``, ``.json``, ``.txt`` ->
-        'yasa-txt'.
+        'yasa-txt', and Luna's ``.eannot`` and ``.annot`` (see :mod:`.luna_formats`; the
+        'edf' file is not one Luna attaches).
     meas_date : datetime or None
         Recording start: stored as the EDF start date/time and in the JSON document.
     provenance : dict or None
@@ -79,6 +82,10 @@ def write_hypnogram(hyp: Hypnogram, path: str | Path, *, fmt: str | None = None,
             atomic_write_bytes(path, _edf(hyp, meas_date))
         elif fmt == "json":
             atomic_write_bytes(path, _json(hyp, meas_date, provenance))
+        elif fmt == "eannot":  # Luna's formats (see luna_formats)
+            atomic_write_bytes(path, eannot_bytes(hyp))
+        elif fmt == "annot":
+            atomic_write_bytes(path, annot_bytes(hyp))
         else:
             atomic_write_bytes(path, _yasa_txt(hyp))
     except OSError as err:
@@ -92,13 +99,14 @@ def format_from_name(path: Path) -> str:
     name = path.name.lower()
     if name.endswith("_events.tsv"):
         return "bids"
-    by_ext = {".csv": "csv", ".tsv": "tsv", ".edf": "edf", ".json": "json", ".txt": "yasa-txt"}
+    by_ext = {".csv": "csv", ".tsv": "tsv", ".edf": "edf", ".json": "json", ".txt": "yasa-txt",
+              ".eannot": "eannot", ".annot": "annot"}
     if path.suffix.lower() in by_ext:
         return by_ext[path.suffix.lower()]
     raise HypnogramError(
         f"Cannot tell the hypnogram format from the file name '{path.name}'. Use one of the "
-        f"extensions .csv, .tsv, _events.tsv, .edf, .json, .txt, or choose a format "
-        f"({', '.join(WRITE_FORMATS)}).")
+        f"extensions .csv, .tsv, _events.tsv, .edf, .json, .txt, .eannot, .annot, or choose "
+        f"a format ({', '.join(WRITE_FORMATS)}).")
 
 
 def _num(x: float) -> str:
