@@ -163,14 +163,18 @@ def evaluate(args, pair: Callable, parse_folds: Callable, progress_bar: Callable
             row.pop("k")
             result["per_fold"].append(row)
     if reasoning:
-        total = {key: sum(r[key] for r in reasoning) for key in ("epochs", "agree", "no_stage")}
+        total = {key: sum(r[key] for r in reasoning)
+                 for key in ("epochs", "agree", "no_stage", "grounded", "free")}
         n = max(total["epochs"], 1)
         result["reasoning_vs_direct"] = {
             **total,
             "reasoned_accuracy": sum(r["reasoned_accuracy"] * r["epochs"] for r in reasoning) / n,
             "direct_accuracy": sum(r["direct_accuracy"] * r["epochs"] for r in reasoning) / n,
             "note": "reasoning generated greedily for epochs spread evenly over each evaluated "
-                    "block; 'agree' counts epochs whose reasoned stage equals the direct answer"}
+                    "block, as the app explains an epoch: the measured steps 1-3 given, step 4 "
+                    "and the stage chosen among the texts true of them ('grounded'; 'free': "
+                    "written freely where a target could not be read); 'agree' counts epochs "
+                    "whose reasoned stage equals the direct answer"}
     if args.yasa:
         from eegvlm_desktop.core.hypnogram.read import read_hypnogram
         from eegvlm_desktop.core.recording.recording import read_recording

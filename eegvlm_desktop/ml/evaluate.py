@@ -21,7 +21,10 @@ def reasoning_check(model, tok, data, indices, n: int) -> dict:
 
     pick = np.asarray(indices)[np.linspace(0, len(indices) - 1, min(n, len(indices)))
                                .round().astype(int)]
-    return reasoning_agreement(model, tok, data.images[pick], [data.stages[i] for i in pick])
+    # Grounded as the app explains an epoch: the targets' measured steps 1-3, step 4 chosen
+    # among the texts true of their numbers (issue 19).
+    return reasoning_agreement(model, tok, data.images[pick], [data.stages[i] for i in pick],
+                               answers=[data.answers[i] for i in pick])
 
 
 def save_fold_model(model, tok, folder: Path, data, te, fold: int, k: int, settings) -> None:

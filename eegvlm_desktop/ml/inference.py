@@ -22,6 +22,9 @@ from eegvlm_desktop.core.errors import EEGVLMError, is_oom
 from eegvlm_desktop.core.picture.rendering import RENDERER_VERSION, render_night
 from eegvlm_desktop.core.recording.montage import describe_roles, pick_roles
 
+#: Streamed in place of the reasoning while the night's evidence is measured (first time only).
+MEASURING_TEXT = "Measuring the night's evidence (once per recording)…"
+
 #: Epochs per forward in the app: small enough that Cancel and a jump of the on-screen epoch
 #: take effect within ~0.1 s on 2 CPU cores, big enough to keep most of the batched speed.
 APP_BATCH = 16
@@ -216,11 +219,39 @@ class InferenceEngine:
             on_batch(np.asarray(batch, dtype=int), probs)
             done += len(batch)
 
+    #: The night's measured evidence (``measure_night``), measured on the first explanation.
+    _measured: list[Any] | None = None
+
+    def epoch_evidence(self, epoch: int,
+                       on_text: Callable[[str], None] | None = None) -> Any:
+        """The measured :class:`~eegvlm_desktop.core.picture.evidence.EpochEvidence` of ``epoch``.
+
+        The detectors' thresholds are relative to the whole night, so the night is measured
+        once, on the first call (seconds; ``on_text`` gets :data:`MEASURING_TEXT` meanwhile),
+        and kept for this recording. Runs on the caller's (the model worker's) thread.
+        """
+        if self._measured is None:
+            from eegvlm_desktop.core.picture.evidence import measure_night
+
+            if on_text is not None:
+                on_text(MEASURING_TEXT)
+            self._measured = measure_night(self.recording, self.roles)
+        if not (isinstance(epoch, (int, np.integer)) and 0 <= epoch < len(self._measured)):
+            raise ValueError(f"Invalid value for the 'epoch' parameter: it must be an epoch in "
+                             f"0..{len(self._measured) - 1} (the complete 30-s epochs), but got "
+                             f"{epoch!r} instead.")
+        return self._measured[epoch]
+
     def explain(self, epoch: int, on_text: Callable[[str], None] | None = None,
                 should_stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, Any]:
-        """The image of ``epoch`` and the model's :class:`Explanation` of it."""
+        """The image of ``epoch`` and the model's :class:`Explanation` of it.
+
+        The reasoning is grounded in the epoch's measured evidence and verified step by step
+        (:func:`eegvlm_desktop.ml.vlm.explain.explain_epoch`).
+        """
         from eegvlm_desktop.ml.vlm.explain import explain_epoch
 
+        evidence = self.epoch_evidence(epoch, on_text)
         image = self.images([epoch])[0]
-        return image, explain_epoch(self.model, self.tokenizer, image, on_text=on_text,
-                                    should_stop=should_stop)
+        return image, explain_epoch(self.model, self.tokenizer, image, evidence=evidence,
+                                    on_text=on_text, should_stop=should_stop)

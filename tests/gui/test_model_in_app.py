@@ -76,6 +76,11 @@ def test_explain_shows_reasoning_and_attention_on_the_traces(opened, qtbot):
     panel = w.model.epoch_panel
     assert panel.explanation is not None and panel.explanation.steps
     assert panel.current_map is not None
+    # Grounded and checked (issue 19): the measured steps say so, the model's are verified.
+    from eegvlm_desktop.gui.panels.epoch_panel import STATUS_ROLE
+
+    marks = [panel.steps.item(r).data(STATUS_ROLE) for r in range(1, panel.steps.count())]
+    assert marks == ["measured"] * 3 + ["verified"] * 2 and panel.explanation.verified
     rects = w.signal_view.attention_rects()
     assert rects and all(0 <= r.left() <= 30 for r, _ in rects)  # on the page, epoch 3 = 90-120 s
     key(qtbot, w, Qt.Key.Key_O)

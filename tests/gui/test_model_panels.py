@@ -366,3 +366,48 @@ def test_panels_do_not_import_torch():
                          timeout=60, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_unverified_steps_are_marked_and_measured_ones_say_so(epoch_panel, qtbot):
+    """A step that disagrees with the measured evidence is red with its reason (issue 19)."""
+    from eegvlm_desktop.core.picture.cot import format_answer, reasoning_steps
+    from eegvlm_desktop.core.picture.evidence import EpochEvidence
+    from eegvlm_desktop.core.picture.verify import verify_reasoning
+    from eegvlm_desktop.gui.panels.epoch_panel import STATUS_ROLE, STEP_MARKS
+
+    ev = EpochEvidence(epoch=4, eeg_channel="C3-A1",
+                       band_powers={"delta": 0.6, "theta": 0.2, "alpha": 0.1, "sigma": 0.06,
+                                    "beta": 0.04},
+                       eeg_rms_uv=20.0, n_spindles=2, spindle_density=4.0, n_slow_waves=1,
+                       slow_wave_percent=4.0, n_k_complexes=0, n_rems=None,
+                       eog_slow_power=None, emg_rms_uv=None, emg_relative=None)
+    steps = format_answer(reasoning_steps(ev, "N2"), "N2").split("\n")
+    steps[1] = steps[1].replace("2 sleep spindles (4.0", "0 sleep spindles (0.0")
+    ex = explanation("N2")
+    ex.steps, ex.text = steps, "\n".join(steps)
+    ex.checks = verify_reasoning(steps, ev, measured=1)  # line 1 given as measured
+    with qtbot.waitSignal(epoch_panel.stepSelected, check_params_cb=lambda k: k == -1):
+        epoch_panel.set_explanation(ex)
+    rows = [epoch_panel.steps.item(r) for r in range(1, epoch_panel.steps.count())]
+    status = [r.data(STATUS_ROLE) for r in rows]
+    assert status == ["measured", "unverified", "verified", "verified", "verified"]
+    bad = rows[1]
+    assert "\n\u2717 unverified: spindles 0 stated, 2 measured" in bad.text()
+    assert bad.background().color().name() == STEP_MARKS["unverified"][2]
+    assert bad.foreground().color().name() == STEP_MARKS["unverified"][1]
+    assert rows[0].text().endswith("\u25b8 measured: the app's detectors on this epoch")
+    assert rows[2].text().endswith("\u2713 verified against the measured evidence")
+    assert rows[0].background().style() == Qt.BrushStyle.NoBrush  # only the bad one is red
+    assert "Line 2 disagrees with the measured evidence" in epoch_panel.note.text()
+    assert epoch_panel.note.isVisibleTo(epoch_panel)
+    with qtbot.waitSignal(epoch_panel.stepSelected, check_params_cb=lambda k: k == 1):
+        epoch_panel.steps.setCurrentRow(2)  # the unverified step still shows its map
+    np.testing.assert_array_equal(epoch_panel.current_map, ex.step_maps[1])
+
+
+def test_an_explanation_without_evidence_says_it_is_not_verified(epoch_panel, qtbot):
+    ex = explanation("N2")
+    ex.checks = []
+    with qtbot.waitSignal(epoch_panel.stepSelected):
+        epoch_panel.set_explanation(ex)
+    assert "Not verified: no measured evidence" in epoch_panel.note.text()

@@ -91,6 +91,34 @@ def test_explain_returns_the_image_the_model_saw(engine):
     assert texts and ex.steps and ex.stage in (None, "W", "N1", "N2", "N3", "R")
 
 
+def test_explain_measures_the_night_once_and_grounds_the_reasoning(engine, monkeypatch):
+    """Issue 19: the first explanation measures the night (and says so), later ones reuse it;
+    the reasoning starts with the measured steps and every step is verified."""
+    from eegvlm_desktop.core.picture import evidence
+    from eegvlm_desktop.core.picture.cot import measured_steps
+    from eegvlm_desktop.ml.inference import MEASURING_TEXT
+
+    calls = []
+    real = evidence.measure_night
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evidence, "measure_night", counting)
+    eng = InferenceEngine(engine.model, engine.tokenizer, engine.recording, batch_size=4)
+    texts: list[str] = []
+    _, ex = eng.explain(3, on_text=texts.append)
+    assert texts[0] == MEASURING_TEXT and len(calls) == 1
+    assert ex.measured == 3 and ex.verified
+    assert ex.steps[:3] == measured_steps(eng.epoch_evidence(3))
+    texts.clear()
+    _, ex = eng.explain(7, on_text=texts.append)  # the night's evidence is kept
+    assert len(calls) == 1 and MEASURING_TEXT not in texts and ex.verified
+    with pytest.raises(ValueError, match="'epoch'.*99"):
+        eng.epoch_evidence(99)
+
+
 def _burst_image(onset_s: float) -> np.ndarray:
     rng = np.random.default_rng(0)
     t = np.arange(3000) / 100.0

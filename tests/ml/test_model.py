@@ -151,3 +151,43 @@ def test_attention_maps_need_clip_tokens(tokenizer, images):
     m = make_model(tokenizer, "enhance").eval()
     with pytest.raises(ValueError, match="fusion='enhance'"):
         m.attention_maps(images[0], encode_prompt(tokenizer, PROMPT))
+
+
+def _allowed_by(endings):
+    def allowed(tokens):
+        n = len(tokens)
+        return list(dict.fromkeys(e[n] for e in endings if len(e) > n and e[:n] == tokens))
+    return allowed
+
+
+def test_constrained_generation_matches_a_full_forward_reference(model, tokenizer, images):
+    """Constrained greedy decoding: forced runs skip forwards, yet every choice is the argmax
+    among the allowed tokens of a full (uncached) forward over everything before it."""
+    prompt = encode_prompt(tokenizer, PROMPT)
+    eos = tokenizer.eos_token_id
+    # Branch points at the first token, after a forced run of three, and at the end.
+    endings = [[10, 11, 12, 20, 30, eos], [10, 11, 12, 21, eos], [10, 11, 12, 20, 31, 32, eos],
+               [40, 41, eos]]
+    allowed = _allowed_by(endings)
+    seen: list[int] = []
+    r = model.generate_reasoning(images[0], prompt, 10, on_token=seen.append, allowed=allowed)
+    assert r.stop_reason == "eos" and r.token_ids + [eos] in endings and seen == r.token_ids
+    ref: list[int] = []
+    with torch.no_grad():
+        tokens, _ = model.encode_images(images[0])
+        while True:
+            choices = allowed(ref)
+            if len(choices) == 1:
+                nxt = choices[0]
+            else:
+                embeds, mask = model._stream(tokens, torch.tensor(list(prompt) + ref))
+                logits = model.lm(inputs_embeds=embeds, attention_mask=mask).logits[0, -1]
+                nxt = max(choices, key=lambda t: float(logits[t]))
+            if nxt == eos:
+                break
+            ref.append(nxt)
+    assert r.token_ids == ref
+    # Nothing allowed ends the text; the free path is unchanged by the new argument.
+    assert model.generate_reasoning(images[0], prompt, 5, allowed=lambda t: []).token_ids == []
+    assert (model.generate_reasoning(images[0], prompt, 5, allowed=None).token_ids
+            == model.generate_reasoning(images[0], prompt, 5).token_ids)

@@ -27,8 +27,9 @@ from eegvlm_desktop.core.export.finetune_folder import (CONVERSATIONS_NAME, EXPO
                                                         sha256_file)
 from eegvlm_desktop.core.export.staged_folder import StagedFolder
 from eegvlm_desktop.core.hypnogram.hypnogram import Hypnogram
-from eegvlm_desktop.core.picture.cot import PROMPT, format_answer, reasoning_steps
+from eegvlm_desktop.core.picture.cot import PROMPT, format_answer, measured_steps, reasoning_steps
 from eegvlm_desktop.core.picture.rendering import IMAGE_SIZE, RENDERER_VERSION
+from eegvlm_desktop.core.picture.verify import verify_reasoning
 from eegvlm_desktop.core.recording.deidentify import patient_block, recording_name, start_block
 from eegvlm_desktop.core.stages import STAGES
 
@@ -183,6 +184,10 @@ def _example(epoch: int, hypnogram: Hypnogram, evidence: Any, model_layer: Any) 
     stage = hypnogram[epoch]
     steps = reasoning_steps(evidence, stage)  # regenerated: argues for the expert's stage
     answer = format_answer(steps, stage)
+    # Each step checked against the same evidence, as the epoch panel checks the model's: a
+    # reader of the export sees per step what is measured and what was verified.
+    checks = verify_reasoning(answer.split("\n"), evidence,
+                              measured=len(measured_steps(evidence)))
     model_stage = probs = alone = None
     if model_layer is not None and (model_stage := model_layer.stage(epoch)) is not None:
         # What the scorer saw (with night context when on) and the epoch's own answer.
@@ -192,6 +197,7 @@ def _example(epoch: int, hypnogram: Hypnogram, evidence: Any, model_layer: Any) 
     return {
         "epoch": epoch, "onset_s": hypnogram.onset(epoch), "image": image, "prompt": PROMPT,
         "reasoning": steps, "stage": stage, "answer": answer,
+        "reasoning_checks": [c.to_dict() for c in checks],
         "provenance": str(hypnogram.provenance[epoch]),
         "model_stage": model_stage, "model_probs": probs, "model_probs_epoch_alone": alone,
         "model_night_context": bool(model_layer is not None and model_layer.context_active),

@@ -4,7 +4,8 @@ An export (written by :func:`eegvlm_desktop.core.export.finetune.export_finetune
 folder a person can inspect and any trainer can read::
 
     images/epoch_00123.png   THE model input image of each exported epoch
-    conversations.jsonl      one example per line: image, prompt, reasoning, expert stage
+    conversations.jsonl      one example per line: image, prompt, reasoning (each step with
+                             its verification against the measured evidence), expert stage
     manifest.json            what, from what, by whom, and the sha256 of every other file
 
 :func:`load_finetune_dataset` turns one or more such folders into the

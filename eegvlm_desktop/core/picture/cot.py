@@ -65,7 +65,8 @@ def _step_graphoelements(ev: EpochEvidence) -> str:
             f"{ev.slow_wave_percent:.0f} % of the epoch.")
 
 
-def _emg_word(rel: float) -> str:
+def tone_word(rel: float) -> str:
+    """The chin-tone word for a chin EMG ``rel`` times the night's median RMS."""
     if rel < _EMG_LOW:
         return "low"
     return "high" if rel > _EMG_HIGH else "intermediate"
@@ -81,16 +82,23 @@ def _step_eyes_emg(ev: EpochEvidence) -> str:
         emg = "No chin EMG channel, so muscle tone cannot be assessed."
     else:
         emg = (f"Chin EMG is {ev.emg_rms_uv:.2f} µV RMS, {ev.emg_relative:.2f} times the "
-               f"night's median ({_emg_word(ev.emg_relative)} tone).")
+               f"night's median ({tone_word(round(ev.emg_relative, 2))} tone).")
     return f"{eyes} {emg}"
 
 
-def _step_rule(ev: EpochEvidence, stage: str) -> str:
-    bp = ev.band_powers
+def rule_step(ev: EpochEvidence, stage: str) -> str:
+    """Step 4's text for ``stage``: the AASM rule of that stage and the verdict on ``ev``.
+
+    The verdict compares the numbers *as the text states them* (percentages to 1 %, the chin
+    ratio to 0.01), so it follows from the text's own numbers: measured 19.7 % slow waves are
+    stated as "20 %" and judged as 20 %, never "20 % ... below the 20 % criterion".
+    """
+    _check_stage(stage)
+    bp = {b: round(100.0 * v) for b, v in ev.band_powers.items()}
     spindles_or_kc = ev.n_spindles + ev.n_k_complexes
-    sw = ev.slow_wave_percent
+    sw = round(ev.slow_wave_percent)
     rems = ev.n_rems or 0
-    rel = ev.emg_relative
+    rel = None if ev.emg_relative is None else round(ev.emg_relative, 2)
     if stage == "N3":
         rule = "AASM rule for N3: slow waves over at least 20 % of the epoch (6 s)."
         verdict = (f"Slow waves cover {sw:.0f} %, which meets it." if sw >= N3_PERCENT else
@@ -128,10 +136,13 @@ def _step_rule(ev: EpochEvidence, stage: str) -> str:
         if rel is not None:
             parts.append("chin tone is at or below the night's median" if rel <= 1.0 else
                          "chin tone is above the night's median")
-        if spindles_or_kc:
-            parts.append("but spindles or K-complexes are present")
         verdict = ("Here " + ", ".join(parts) + "." if parts
                    else "Eye movements and chin tone cannot be checked.")
+        if spindles_or_kc:
+            # Without EOG and EMG there is no clause to attach "but ..." to.
+            verdict = (verdict[:-1] + ", but spindles or K-complexes are present." if parts
+                       else verdict + " Spindles or K-complexes are present, which argues "
+                       "against R.")
     else:  # W
         rule = ("AASM rule for W: alpha rhythm over more than half of the epoch (eyes closed), "
                 "or eye blinks / rapid eye movements with normal-to-high chin tone.")
@@ -163,8 +174,17 @@ def reasoning_steps(ev: EpochEvidence, stage: str) -> list[str]:
         Four steps, "1. ..." to "4. ...": background, graphoelements, eyes and EMG, AASM rule.
     """
     _check_stage(stage)
-    steps = [_step_background(ev), _step_graphoelements(ev), _step_eyes_emg(ev),
-             _step_rule(ev, stage)]
+    steps = measured_steps(ev) + [f"4. {rule_step(ev, stage)}"]
+    return steps
+
+
+def measured_steps(ev: EpochEvidence) -> list[str]:
+    """Steps 1-3 ("1. ..." to "3. ..."): the measurements alone, the same for every stage.
+
+    Only step 4 depends on the stage, so these are what the app states as measured and
+    feeds to the model as the start of its answer (:mod:`eegvlm_desktop.core.vlm.explain`).
+    """
+    steps = [_step_background(ev), _step_graphoelements(ev), _step_eyes_emg(ev)]
     return [f"{k}. {s}" for k, s in enumerate(steps, 1)]
 
 

@@ -7,7 +7,7 @@ never runs the model. Explanations are plain numpy data, so torch is never impor
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
@@ -42,6 +42,36 @@ def _badge_style(stage: str | None) -> str:
     fg = "#000000" if bg.lightnessF() > 0.55 else "#ffffff"
     return (f"background: {bg.name()}; color: {fg}; border-radius: 6px; padding: 2px 6px;"
             " font-weight: bold;")
+
+
+#: Verification statuses (``StepCheck.status``) and how a step row shows them.
+MEASURED, VERIFIED, UNVERIFIED = "measured", "verified", "unverified"
+STEP_MARKS: dict[str, tuple[str, str | None, str | None]] = {
+    # status: (prefix of the note line, text colour, background)
+    MEASURED: ("\u25b8 ", None, None),
+    VERIFIED: ("\u2713 ", None, None),
+    UNVERIFIED: ("\u2717 ", "#a1001f", "#fde3e6"),
+}
+#: Item data role holding a step row's verification status.
+STATUS_ROLE = Qt.ItemDataRole.UserRole + 1
+
+
+def _mark_step(item: QListWidgetItem, check: Any) -> None:
+    """Show a step's verification: a note line under it, and red when it is unverified.
+
+    ``check`` is a :class:`~eegvlm_desktop.core.picture.verify.StepCheck` (or any object with
+    its ``status`` and ``note``). The note is part of the row's text, so it is read out and
+    copied with the step; an unverified step is never shown like a true one.
+    """
+    prefix, fg, bg = STEP_MARKS.get(check.status, STEP_MARKS[UNVERIFIED])
+    note = check.note.replace(" %", "\u00a0%")
+    item.setText(f"{item.text()}\n{prefix}{note}")
+    item.setData(STATUS_ROLE, check.status)
+    item.setToolTip(check.note)
+    if fg is not None:
+        item.setForeground(QColor(fg))
+    if bg is not None:
+        item.setBackground(QColor(bg))
 
 
 class EpochPanel(QWidget):
@@ -359,10 +389,14 @@ class EpochPanel(QWidget):
         whole.setData(Qt.ItemDataRole.UserRole, WHOLE_ANSWER)
         whole.setToolTip("Where the model looked when it wrote the stage")
         self.steps.addItem(whole)
+        checks = list(getattr(ex, "checks", None) or [])
         for k, text in enumerate(ex.steps):
+            check = checks[k] if k < len(checks) else None
             # A no-break space keeps "38 %" together when the row wraps.
             item = QListWidgetItem(text.replace(" %", "\u00a0%"))
             item.setData(Qt.ItemDataRole.UserRole, k)
+            if check is not None:
+                _mark_step(item, check)
             self.steps.addItem(item)
         self.steps.blockSignals(False)
         done = {"eos": "", "max_tokens": "stopped at the length limit",
@@ -385,6 +419,15 @@ class EpochPanel(QWidget):
                          f"{direct} ({probs.max() * 100:.0f} %).")
         if ex.stop_reason == "cancelled":
             notes.append("Cancelled: the steps cover only what was written.")
+        checks = getattr(ex, "checks", None)  # None: made before verification existed
+        bad = [c.step + 1 for c in checks or [] if c.status == UNVERIFIED]
+        if bad:
+            which = ", ".join(str(k) for k in bad)
+            notes.append(f"Line{'s' if len(bad) > 1 else ''} {which} disagree"
+                         f"{'' if len(bad) > 1 else 's'} with the measured evidence (marked "
+                         "in red): do not rely on them.")
+        elif checks is not None and not checks:
+            notes.append("Not verified: no measured evidence for this epoch.")
         return " ".join(notes)
 
     def select_step(self, k: int) -> None:

@@ -14,7 +14,7 @@ Token stream given to the LM (``inputs_embeds``)::
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -285,7 +285,9 @@ class EEGVLM(nn.Module):
     def generate_reasoning(self, image: ImageInput, prompt_ids: Sequence[int] | torch.Tensor,
                            max_new_tokens: int = 128,
                            on_token: Callable[[int], None] | None = None,
-                           should_stop: Callable[[], bool] | None = None) -> GenerationResult:
+                           should_stop: Callable[[], bool] | None = None,
+                           allowed: Callable[[list[int]], Collection[int]] | None = None
+                           ) -> GenerationResult:
         """Greedy decoding with a KV cache, one callback per token, cancellable.
 
         Parameters
@@ -293,13 +295,18 @@ class EEGVLM(nn.Module):
         image : ndarray or Tensor
             One rendered epoch.
         prompt_ids : sequence of int
-            The reasoning prompt (with BOS).
+            The reasoning prompt (with BOS), plus any text the answer must start with.
         max_new_tokens : int
             Upper bound on generated tokens.
         on_token : callable, optional
             Called with each new token id (not EOS) as soon as it is chosen.
         should_stop : callable, optional
             Polled before every step; returning True stops with ``stop_reason='cancelled'``.
+        allowed : callable, optional
+            ``allowed(tokens_so_far)`` gives the token ids the next token may be (constrained
+            decoding); the most likely of them is chosen. An empty collection ends the text
+            like EOS. Where it allows one token only, no forward is run for that step: the
+            token is fed to the cache with the next one that needs logits.
         """
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ValueError(f"The 'max_new_tokens' parameter must be a positive integer, "
@@ -319,18 +326,33 @@ class EEGVLM(nn.Module):
                              f"({self.config.lm.max_positions}).")
         out = self.lm(inputs_embeds=embeds, use_cache=True, logits_to_keep=1)
         eos = self.config.lm.eos_id
-        for step in range(max_new_tokens):
+        pending: list[int] = []  # chosen tokens not yet in the KV cache
+        for _ in range(max_new_tokens):
             if should_stop is not None and should_stop():
                 return GenerationResult(tokens, "cancelled")
-            next_id = int(out.logits[0, -1].argmax())
+            choices = None if allowed is None else list(allowed(tokens))
+            if choices is not None and len(choices) <= 1:
+                if not choices:
+                    return GenerationResult(tokens, "eos")
+                next_id = int(choices[0])  # forced: its logits would not change it
+            else:
+                if pending:  # a token is only fed to the cache when its logits are needed
+                    nxt = self.embed_text(torch.tensor([pending], device=self.device))
+                    out = self.lm(inputs_embeds=nxt, use_cache=True, logits_to_keep=1,
+                                  **self._cache_kwargs(out))
+                    pending = []
+                logits = out.logits[0, -1]
+                if choices is None:
+                    next_id = int(logits.argmax())
+                else:
+                    pick = torch.tensor(choices, device=logits.device)
+                    next_id = int(pick[logits.index_select(0, pick).argmax()])
             if next_id == eos:
                 return GenerationResult(tokens, "eos")
             tokens.append(next_id)
+            pending.append(next_id)
             if on_token is not None:
                 on_token(next_id)
-            if step + 1 < max_new_tokens:  # no forward for a token that will not be read
-                nxt = self.embed_text(torch.tensor([[next_id]], device=self.device))
-                out = self.lm(inputs_embeds=nxt, use_cache=True, **self._cache_kwargs(out))
         return GenerationResult(tokens, "max_tokens")
 
     @torch.no_grad()

@@ -115,6 +115,10 @@ def test_selection_reasoning_model_answers_and_manifest(rec, tmp_path):
         if model is not None:
             assert max(r["model_probs"], key=r["model_probs"].get) == model
         assert r["conversations"][1]["value"] == r["answer"]
+        # Every step carries its verification against the same evidence (issue 19).
+        assert [c["status"] for c in r["reasoning_checks"]] == ["measured"] * 3 + [
+            "verified"] * 2
+        assert all(c["reasons"] == [] and c["claims"] for c in r["reasoning_checks"])
     # Epoch 2: the model said N3 (and 30 % slow waves were measured); the expert said N2.
     r2 = next(r for r in rows if r["epoch"] == 2)
     assert r2["corrected"] and "AASM rule for N2" in r2["answer"]

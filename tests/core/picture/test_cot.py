@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from eegvlm_desktop.core.picture.cot import (DIRECT_PROMPT, PROMPT, format_answer, parse_answer,
-                                             reasoning_steps)
+from eegvlm_desktop.core.picture.cot import (DIRECT_PROMPT, PROMPT, format_answer, measured_steps,
+                                             parse_answer, reasoning_steps, rule_step)
 from eegvlm_desktop.core.picture.evidence import EpochEvidence
 from eegvlm_desktop.core.stages import STAGES
 
@@ -94,3 +94,32 @@ def test_invalid_stage_and_prompts() -> None:
         format_answer([], "REM")
     assert "Stage: " in PROMPT and "step by step" in PROMPT
     assert "only" in DIRECT_PROMPT and parse_answer(DIRECT_PROMPT) is None
+
+
+def test_only_step_4_depends_on_the_stage() -> None:
+    """Steps 1-3 are the measurement alone: the app states them and gives them to the model."""
+    for ev in (make_ev(), make_ev(n_rems=None, eog_slow_power=None, emg_rms_uv=None,
+                                  emg_relative=None)):
+        texts = [reasoning_steps(ev, s) for s in STAGES]
+        assert all(t[:3] == measured_steps(ev) for t in texts)
+        assert len({t[3] for t in texts}) == len(STAGES)
+        assert all(t[3] == f"4. {rule_step(ev, s)}" for t, s in zip(texts, STAGES))
+
+
+@pytest.mark.parametrize(("measured", "stated", "meets"), [(19.7, "20 %", True),
+                                                          (19.4, "19 %", False)])
+def test_the_verdict_follows_from_the_numbers_as_stated(measured, stated, meets) -> None:
+    steps = reasoning_steps(make_ev(slow_wave_percent=measured), "N3")
+    assert f"covering {stated}" in steps[1] and stated in steps[3]
+    assert ("meets it" in steps[3]) is meets  # never "20 % ... below the 20 % criterion"
+    rel = reasoning_steps(make_ev(emg_relative=0.999, n_rems=2), "W")
+    assert "1.00 times" in rel[2] and "Eye movements with chin tone at or above" in rel[3]
+
+
+def test_rem_rule_without_eog_and_emg_reads_well() -> None:
+    ev = make_ev(n_rems=None, eog_slow_power=None, emg_rms_uv=None, emg_relative=None)
+    assert rule_step(ev, "R").endswith("Eye movements and chin tone cannot be checked. "
+                                       "Spindles or K-complexes are present, which argues "
+                                       "against R.")
+    with pytest.raises(ValueError, match="'stage'"):
+        rule_step(ev, "REM")
