@@ -5,9 +5,10 @@
 Opens the bundled example night with the bundled default model, stages the whole night
 (Ctrl+R), then saves:
 
-- ``model-in-app.png``: epoch 301 explained (E): reasoning, attention, hypnodensity;
-- ``night-context.png``: the first epoch whose stage night context changed, the epoch panel
-  flagging it.
+- ``model-in-app.png``: epoch 301 explained (E): reasoning, attention, hypnodensity, and
+  the line naming what the answer was pooled from;
+- ``night-context.png``: night context turned on (C; off by default for a pooled model), the
+  first epoch whose stage it changed, the epoch panel flagging it.
 
 The example is copied to a temporary folder first (labels are autosaved beside the
 recording), so the example's own autosave and settings are never touched.
@@ -69,6 +70,9 @@ def main() -> None:
     settle(1500)
     w.grab().save(str(out / "model-in-app.png"))
     layer = w.model.layer
+    # The shipped (pooled) model has night context off by default: turn it on to show it.
+    w.model.set_night_context(True)
+    settle()
     changed = np.flatnonzero(layer.proba.argmax(1) != layer.epoch_proba.argmax(1))
     shown = {"explained": 301, "context_changed": changed.tolist()}
     if changed.size:

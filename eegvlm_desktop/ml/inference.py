@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,9 @@ import numpy as np
 
 from eegvlm_desktop.core.errors import EEGVLMError, is_oom
 from eegvlm_desktop.core.picture.rendering import RENDERER_VERSION, render_night
-from eegvlm_desktop.core.recording.montage import describe_roles, pick_roles
+from eegvlm_desktop.core.recording.montage import EEG_ROLES, describe_roles, pick_roles
+from eegvlm_desktop.core.staging.fusion import SOURCES, Fusion, to_log
+from eegvlm_desktop.core.staging.quality_gate import epoch_quality
 
 #: Streamed in place of the reasoning while the night's evidence is measured (first time only).
 MEASURING_TEXT = "Measuring the night's evidence (once per recording)…"
@@ -86,6 +88,11 @@ class RunReport:
     device: str
     batch_size: int
     notes: list[str]
+    #: ``{source: (n_epochs, 5) probabilities}`` of every source pooled into the answer
+    #: (NaN rows where a source has not run); shown per epoch in the epoch panel.
+    sources: dict[str, np.ndarray] = field(default_factory=dict)
+    #: ``{epoch: reason}`` of the epochs the quality gate found unscorable (no stage given).
+    unscorable: dict[int, str] = field(default_factory=dict)
 
 
 class InferenceEngine:
@@ -101,10 +108,15 @@ class InferenceEngine:
         The model folder's manifest (its card is shown to the user).
     batch_size : int
         Epochs per forward (halved on a GPU out-of-memory error).
+    cohort : CohortStager, optional
+        The folder's cohort stagers (:mod:`eegvlm_desktop.ml.cohort`). With the manifest's
+        ``fusion`` weights, the answer of every epoch is the image model's pooled with
+        theirs (:mod:`eegvlm_desktop.core.staging.fusion`); without, the image model alone.
     """
 
     def __init__(self, model: Any, tokenizer: Any, recording: Any,
-                 manifest: dict | None = None, batch_size: int = APP_BATCH) -> None:
+                 manifest: dict | None = None, batch_size: int = APP_BATCH,
+                 cohort: Any = None) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"The 'batch_size' parameter must be a positive integer, "
                              f"but got {batch_size!r}.")
@@ -115,6 +127,15 @@ class InferenceEngine:
         self.batch_size = batch_size
         self.roles = pick_roles(recording.ch_names, recording.ch_types)
         self.channel_map = describe_roles(self.roles, recording.ch_names)
+        fusion = self.manifest.get("fusion")
+        self.fusion: Fusion | None = (Fusion.from_dict(fusion)
+                                      if fusion and cohort is not None else None)
+        self.cohort = cohort if self.fusion is not None else None
+        n = recording.n_epochs(30.0)
+        self.sources: dict[str, np.ndarray] = {s: np.full((n, 5), np.nan) for s in SOURCES}
+        self._prepared = False
+        self._notes: list[str] = []
+        self.unscorable: dict[int, str] = {}
 
     @classmethod
     def load(cls, folder: str | Path, recording: Any, device: str = "cpu",
@@ -136,9 +157,13 @@ class InferenceEngine:
         if device == "cuda" and not torch.cuda.is_available():
             raise EEGVLMError("The 'device' parameter is 'cuda', but no CUDA GPU is available "
                               "on this machine; choose 'cpu'.")
+        from eegvlm_desktop.ml.cohort import CohortStager
+
         model, tok, manifest = load_model(folder, device,
                                           expected_renderer_version=RENDERER_VERSION)
-        return cls(model, tok, recording, manifest, batch_size)
+        cohort = (CohortStager(folder) if "fusion" in manifest
+                  and CohortStager.available(folder) else None)
+        return cls(model, tok, recording, manifest, batch_size, cohort)
 
     @property
     def device(self) -> str:
@@ -179,6 +204,61 @@ class InferenceEngine:
                     raise EEGVLMError("Out of memory while staging, even one epoch at a time "
                                       "on the CPU. Close other programs and try again.") from err
 
+    def prepare(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Once per recording: the quality gate, then the cohort stagers on the whole night.
+
+        The gate comes first so that channels unusable throughout are not given to the
+        cohort stagers either. Both take a few seconds for a night, on this (worker) thread.
+        """
+        if self._prepared:
+            return
+        eeg = sorted({self.roles[r] for r in EEG_ROLES if self.roles[r] is not None})
+        reasons = epoch_quality(self.recording, eeg) if eeg else []
+        self.unscorable = {i: r for i, r in enumerate(reasons) if r}
+        if self.unscorable:
+            first = min(self.unscorable)
+            self._notes.append(f"{len(self.unscorable)} of {len(reasons)} epochs are unscorable "
+                               f"and get no stage (first: epoch {first + 1}, "
+                               f"{self.unscorable[first]}).")
+        if self.cohort is not None:
+            # A channel unusable in every epoch would only feed noise to the cohort stagers.
+            dead = set()
+            if reasons and len(self.unscorable) == len(reasons):
+                dead = set(eeg)
+            ev = self.cohort.evidence(self.recording, self.roles, should_stop, exclude=dead)
+            if should_stop():
+                return  # not prepared: the next run computes it again
+            for name, lp in ev.log_proba.items():
+                self.sources[name] = np.exp(lp)
+            self._notes.extend(ev.notes)
+            if not ev.log_proba:
+                self._notes.append("The cohort stagers could not run: each epoch is staged by "
+                                   "the image model alone.")
+        self._prepared = True
+
+    def _answer(self, batch: list[int], vlm: np.ndarray) -> np.ndarray:
+        """The pooled answer for ``batch`` (the image model alone without cohort evidence);
+        NaN rows for unscorable epochs, which get no stage."""
+        self.sources["vlm"][batch] = vlm
+        out = vlm
+        if self.fusion is not None:
+            logs = {"vlm": to_log(vlm)}
+            for name in ("rsn", "yasa"):
+                rows = self.sources[name][batch]
+                if np.isfinite(rows).all():
+                    logs[name] = to_log(rows)
+            out = self.fusion.pool(logs)
+        bad = [k for k, e in enumerate(batch) if e in self.unscorable]
+        if bad:
+            out = out.copy()
+            out[bad] = np.nan
+        return out
+
+    def _report(self, reason: str, done: int, t0: float, notes: list[str]) -> RunReport:
+        return RunReport(reason, done, time.perf_counter() - t0, self.device, self.batch_size,
+                         list(self._notes) + notes,
+                         {k: v.copy() for k, v in self.sources.items()}, dict(self.unscorable))
+
     def run(self, queue: EpochQueue, on_batch: Callable[[np.ndarray, np.ndarray], None],
             should_stop: Callable[[], bool] = lambda: False,
             between_batches: Callable[[], None] | None = None) -> RunReport:
@@ -201,21 +281,19 @@ class InferenceEngine:
         t0 = time.perf_counter()
         notes: list[str] = []
         done = 0
+        self.prepare(should_stop)
         while True:
             if should_stop():
-                return RunReport("cancelled", done, time.perf_counter() - t0, self.device,
-                                 self.batch_size, notes)
+                return self._report("cancelled", done, t0, notes)
             if between_batches is not None:
                 between_batches()
             batch = queue.take(self.batch_size)
             if not batch:
-                return RunReport("done", done, time.perf_counter() - t0, self.device,
-                                 self.batch_size, notes)
+                return self._report("done", done, t0, notes)
             images = self.images(batch)
             if should_stop():  # rendering took a while: do not start the forward for nothing
-                return RunReport("cancelled", done, time.perf_counter() - t0, self.device,
-                                 self.batch_size, notes)
-            probs = self._probs(images, notes)
+                return self._report("cancelled", done, t0, notes)
+            probs = self._answer(batch, self._probs(images, notes))
             on_batch(np.asarray(batch, dtype=int), probs)
             done += len(batch)
 

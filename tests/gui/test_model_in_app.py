@@ -48,7 +48,8 @@ def test_accept_is_an_undoable_logged_expert_action(opened, qtbot):
     audit = [json.loads(line) for line in w.doc.store.audit.path.read_text().splitlines()]
     last = audit[-1]
     assert last["source"] == "accepted" and last["epoch"] == 4 and "model" in last
-    assert last["night_context"] is True  # the shipped model decodes with night context
+    # The shipped answer is pooled with cohort stagers, whose card turns night context off.
+    assert last["night_context"] is False
     key(qtbot, w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert hyp[4] == "UNS"
 
@@ -142,25 +143,27 @@ def test_night_context_toggles_what_the_scorer_sees(opened, qtbot):
     act = w.actions["night_context"]
     stage_night(w, qtbot)
     layer = w.model.layer
-    assert act.isEnabled() and act.isChecked() and layer.context_active
+    # Pooled with the cohort stagers (they read the neighbours already): off by default.
+    assert act.isEnabled() and not act.isChecked() and not layer.context_active
     assert "Night context: stage transitions from 840" in w.model.model_panel.card_label.text()
-    decoded = layer.sequence.smooth(layer.epoch_proba)
-    assert list(layer.stages()) == [["W", "N1", "N2", "N3", "R"][k]
-                                    for k in decoded.argmax(1)]
+    assert "Answer pooled" in w.model.model_panel.card_label.text()
     w.goto_epoch(7)
     qtbot.waitUntil(lambda: w.model.epoch_panel.epoch == 7, timeout=5000)
     panel = w.model.epoch_panel
+    np.testing.assert_allclose(panel.probs, layer.epoch_proba[7])
+    # The panel names what the answer was pooled from, each with its own stage.
+    text = panel.sources_label.text()
+    assert panel.sources_label.isVisibleTo(panel) and text.startswith("Pooled from: EEG-VLM")
+    assert "RobustSleepNet" in text and "YASA" in text
+    key(qtbot, w, Qt.Key.Key_C)  # on: decoded with the neighbours
+    assert act.isChecked() and layer.context_active
+    decoded = layer.sequence.smooth(layer.epoch_proba)
+    assert list(layer.stages()) == [["W", "N1", "N2", "N3", "R"][k]
+                                    for k in decoded.argmax(1)]
     assert panel.status_label.text().startswith("With night context. This epoch alone: ")
     np.testing.assert_allclose(panel.probs, decoded[7])
-    key(qtbot, w, Qt.Key.Key_C)  # off: each epoch's own answer everywhere
-    assert not act.isChecked() and not layer.context_active
-    assert list(layer.stages()) == [["W", "N1", "N2", "N3", "R"][k]
-                                    for k in layer.epoch_proba.argmax(1)]
-    np.testing.assert_allclose(panel.probs, layer.epoch_proba[7])
-    assert "night context" not in panel.status_label.text()
-    assert "Night context off" in w.statusBar().currentMessage()
     key(qtbot, w, Qt.Key.Key_C)
-    assert layer.context_active
+    assert not layer.context_active and "Night context off" in w.statusBar().currentMessage()
 
 
 def test_a_model_without_night_context_stages_each_epoch_alone(opened, qtbot, tmp_path):

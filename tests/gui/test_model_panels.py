@@ -65,6 +65,21 @@ def test_header_shows_model_stage_probabilities_and_expert(epoch_panel):
     assert p.probs is None and p.status_label.isVisibleTo(p)
 
 
+def test_header_names_the_pooled_sources_and_unscorable_epochs(epoch_panel):
+    p = epoch_panel
+    vlm, rsn = np.array([.9, .05, .03, .01, .01]), np.array([.02, .08, .1, .78, .02])
+    p.set_epoch(4, "N3", PROBS, sources={"vlm": vlm, "rsn": rsn, "yasa": rsn})
+    assert p.sources_label.isVisibleTo(p)
+    assert p.sources_label.text() == ("Pooled from: EEG-VLM image W 90 % · RobustSleepNet N3 "
+                                      "78 % · YASA N3 78 %")
+    p.set_epoch(5, "N2", None, unscorable="EEG C3-A1: flat (0.02 µV RMS)")
+    assert p.stage_label.text() == "–" and not p.sources_label.isVisibleTo(p)
+    assert p.status_label.text() == "Unscorable: EEG C3-A1: flat (0.02 µV RMS). No stage is given."
+    assert "b00020" in p.status_label.styleSheet()
+    p.clear()
+    assert not p.sources_label.isVisibleTo(p)
+
+
 def test_image_and_attention_overlay(epoch_panel):
     p = epoch_panel
     t = np.arange(3000) / 100.0

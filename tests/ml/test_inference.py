@@ -37,9 +37,16 @@ def test_run_stages_every_epoch_and_matches_a_direct_call(engine):
     got: dict[int, np.ndarray] = {}
     report = engine.run(EpochQueue(range(20)), lambda e, p: got.update(zip(e.tolist(), p)))
     assert report.reason == "done" and report.epochs == 20 and sorted(got) == list(range(20))
+    # The image model's own answer is kept per source; the answer given is the pool of it
+    # with the cohort stagers' answers, with the folder's weights.
     direct = engine.model.stage_probs(engine.images([5, 13])).numpy()
-    np.testing.assert_allclose(np.vstack([got[5], got[13]]), direct, atol=1e-5)
+    np.testing.assert_allclose(report.sources["vlm"][[5, 13]], direct, atol=1e-5)
+    assert engine.fusion is not None and set(report.sources) == {"vlm", "rsn", "yasa"}
+    logs = {k: np.log(np.clip(v[[5, 13]], 1e-6, 1)) for k, v in report.sources.items()}
+    np.testing.assert_allclose(np.vstack([got[5], got[13]]), engine.fusion.pool(logs),
+                               atol=1e-5)
     assert all(abs(p.sum() - 1) < 1e-5 for p in got.values())
+    assert report.unscorable == {}
 
 
 def test_run_cancels_between_batches(engine):

@@ -56,6 +56,23 @@ STEP_MARKS: dict[str, tuple[str, str | None, str | None]] = {
 STATUS_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
+#: Short names of the sources an answer is pooled from (core.staging.fusion.SOURCES).
+_SOURCE_NAMES = {"vlm": "EEG-VLM image", "rsn": "RobustSleepNet", "yasa": "YASA"}
+
+
+def _sources_text(sources: dict) -> str:
+    """'Pooled from: EEG-VLM image N2 62 % · RobustSleepNet N3 81 % · YASA N3 74 %'."""
+    parts = []
+    for key, name in _SOURCE_NAMES.items():
+        p = sources.get(key)
+        if p is None:
+            continue
+        p = np.asarray(p, dtype=float).ravel()
+        k = int(p.argmax())
+        parts.append(f"{name} {STAGES[k]} {p[k]:.0%}".replace("%", " %"))
+    return "Pooled from: " + " · ".join(parts) if parts else ""
+
+
 def _mark_step(item: QListWidgetItem, check: Any) -> None:
     """Show a step's verification: a note line under it, and red when it is unverified.
 
@@ -173,6 +190,12 @@ class EpochPanel(QWidget):
         self.status_label.setWordWrap(True)
         self.status_label.setStyleSheet("color: #666666;")
         grid.addWidget(self.status_label, 5, 0, 1, 3)
+        # What the answer was pooled from (image model, RobustSleepNet, YASA), per epoch.
+        self.sources_label = QLabel(self)
+        self.sources_label.setWordWrap(True)
+        self.sources_label.setStyleSheet("color: #444444;")
+        self.sources_label.setVisible(False)
+        grid.addWidget(self.sources_label, 6, 0, 1, 3)
         return grid
 
     def _build_overlay_controls(self) -> QHBoxLayout:
@@ -221,7 +244,8 @@ class EpochPanel(QWidget):
 
     # ------------------------------------------------------------------ header
     def set_epoch(self, epoch: int, expert: str, probs: np.ndarray | None,
-                  alone: np.ndarray | None = None) -> None:
+                  alone: np.ndarray | None = None, sources: dict | None = None,
+                  unscorable: str | None = None) -> None:
         """Show an epoch's number, expert label and the model's probabilities over STAGES.
 
         Only the header changes: call :meth:`clear` first when moving to another epoch, so
@@ -238,6 +262,12 @@ class EpochPanel(QWidget):
         alone : ndarray (5,), optional
             With night context on, the epoch's own answer (from its image only): shown in
             a line under the bars, so the scorer sees when the neighbours changed the stage.
+        sources : dict, optional
+            ``{source: (5,) probabilities}`` the answer was pooled from ('vlm', 'rsn',
+            'yasa'): one line names each source's stage and confidence.
+        unscorable : str, optional
+            Why the quality gate gave this epoch no stage (flat, clipped...): shown instead
+            of a stage, in red.
         """
         self.epoch = int(epoch)
         self.epoch_label.setText(f"Epoch {self.epoch + 1}")
@@ -264,7 +294,12 @@ class EpochPanel(QWidget):
         else:
             self.status_label.setText("" if p is not None else "not scored by the model yet")
             self.status_label.setStyleSheet("color: #666666;")
+        if unscorable:
+            self.status_label.setText(f"Unscorable: {unscorable}. No stage is given.")
+            self.status_label.setStyleSheet("color: #b00020;")
         self.status_label.setVisible(bool(self.status_label.text()))
+        self.sources_label.setText(_sources_text(sources) if sources and not unscorable else "")
+        self.sources_label.setVisible(bool(self.sources_label.text()))
         for i, stage in enumerate(STAGES):
             self.bars[stage].setValue(0 if p is None else round(float(p[i]) * 1000))
             self.pct_labels[stage].setText("" if p is None else f"{p[i]:.0%}".replace("%", " %"))
