@@ -11,16 +11,7 @@ from eegvlm_desktop.core.picture.verify import (CLAIM_KINDS, rule_follows_from_t
                                                 stated_evidence, step_claims, verify_reasoning)
 from eegvlm_desktop.core.stages import STAGES
 
-
-def make_ev(**kw) -> EpochEvidence:
-    base = dict(epoch=5, eeg_channel="EEG Fpz-Cz",
-                band_powers={"delta": 0.62, "theta": 0.18, "alpha": 0.07, "sigma": 0.08,
-                             "beta": 0.05},
-                eeg_rms_uv=23.4, n_spindles=2, spindle_density=4.0, n_slow_waves=3,
-                slow_wave_percent=12.3, n_k_complexes=1, n_rems=0, eog_slow_power=41.0,
-                emg_rms_uv=1.5, emg_relative=0.62)
-    base.update(kw)
-    return EpochEvidence(**base)
+from tests.core.picture.test_cot import make_ev  # one evidence fixture for both
 
 
 NO_EOG_EMG = dict(n_rems=None, eog_slow_power=None, emg_rms_uv=None, emg_relative=None)
