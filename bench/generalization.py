@@ -322,7 +322,6 @@ def main() -> None:
     w_sc = fit_all([sc_oof], [expert])          # what the shipped weights are fitted on
     w_dreams = fit_all([logs_by[f"dreams{k}"] for k in (2, 3, 4)],
                        [expert_by[f"dreams{k}"] for k in (2, 3, 4)])
-    pooled_pred: dict[str, list] = {}
     for name, row in rows.items():
         weights = w_dreams if name == "sc4001" else w_sc
         if name != "sc4001":
