@@ -49,6 +49,37 @@ def test_run_stages_every_epoch_and_matches_a_direct_call(engine):
     assert report.unscorable == {}
 
 
+def test_flat_epochs_get_no_stage_and_a_reason(tmp_path):
+    """A flat EEG is not staged (REM at 0.9 before the gate), and the report says why."""
+    import mne
+
+    from tests.conftest import write_edf
+
+    path = write_edf(tmp_path / "n.edf", duration_s=600.0)
+    raw = mne.io.read_raw_edf(path, preload=True, verbose="error")
+    raw._data[:3, 3000:9000] = 0.0  # epochs 1 and 2: every EEG and EOG channel flat
+    flat = tmp_path / "flat.edf"
+    mne.export.export_raw(flat, raw, fmt="edf", overwrite=True, verbose="error")
+    eng = InferenceEngine.load(DEFAULT_MODEL, read_recording(flat), "cpu", batch_size=8)
+    got: dict[int, np.ndarray] = {}
+    report = eng.run(EpochQueue(range(20)), lambda e, p: got.update(zip(e.tolist(), p)))
+    assert sorted(report.unscorable) == [1, 2]
+    assert "constant" in report.unscorable[1] or "flat" in report.unscorable[1]
+    assert np.isnan(got[1]).all() and np.isnan(got[2]).all() and np.isfinite(got[0]).all()
+    assert any("2 of 20 epochs are unscorable" in n for n in report.notes)
+
+
+def test_without_cohort_the_image_model_answers_alone(engine):
+    bare = InferenceEngine(engine.model, engine.tokenizer, engine.recording,
+                           {k: v for k, v in engine.manifest.items() if k != "fusion"}, 4,
+                           cohort=engine.cohort)
+    assert bare.fusion is None and bare.cohort is None
+    got: dict[int, np.ndarray] = {}
+    bare.run(EpochQueue([3]), lambda e, p: got.update(zip(e.tolist(), p)))
+    np.testing.assert_allclose(got[3], engine.model.stage_probs(engine.images([3])).numpy()[0],
+                               atol=1e-5)
+
+
 def test_run_cancels_between_batches(engine):
     batches = []
     stop = {"now": False}
