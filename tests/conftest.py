@@ -41,6 +41,44 @@ def write_edf(
     return path
 
 
+#: What :func:`write_broken_edf` can break.
+BROKEN_SIGNALS = ("flat", "tiny", "no_range", "clipped")
+
+
+def write_broken_edf(path: Path, problem: str, duration_s: float = 600.0) -> Path:
+    """A 4-channel EDF like :func:`write_edf` whose two EEG channels are broken.
+
+    ``problem``: 'flat' (all zeros), 'tiny' (every channel in volts labelled µV: 1e-6 of the
+    right size), 'no_range' (the header's physical minimum = maximum = 0), 'clipped' (most
+    samples cut off at +-50 µV).
+    """
+    import mne
+
+    if problem not in BROKEN_SIGNALS:
+        raise ValueError(f"Invalid value for the 'problem' parameter. Allowed values are "
+                         f"{', '.join(BROKEN_SIGNALS)}, but got {problem!r} instead.")
+    names = ["EEG Fpz-Cz", "EEG Pz-Oz", "EOG horizontal", "EMG submental"]
+    data = np.random.default_rng(0).normal(0, 20e-6, (4, int(duration_s * 100)))
+    if problem == "flat":
+        data[:2] = 0.0
+    elif problem == "tiny":
+        data *= 1e-6
+    elif problem == "clipped":
+        data[:2] = np.clip(data[:2] * 5, -50e-6, 50e-6)
+    raw = mne.io.RawArray(data, mne.create_info(names, 100.0, "eeg"), verbose="error")
+    raw.set_meas_date(1_000_000_000)
+    mne.export.export_raw(path, raw, fmt="edf", overwrite=True, verbose="error")
+    if problem == "no_range":
+        header = bytearray(path.read_bytes())
+        ns = int(header[252:256])
+        pmin = 256 + ns * (16 + 80 + 8)  # after labels, transducers and units
+        for field in (pmin, pmin + 8 * ns):  # physical minimum, then maximum
+            for ch in (0, 1):
+                header[field + 8 * ch:field + 8 * ch + 8] = b"0       "
+        path.write_bytes(bytes(header))
+    return path
+
+
 @pytest.fixture
 def tiny_edf(tmp_path: Path) -> Path:
     """A 5-minute, 4-channel, 100 Hz EDF (10 epochs) in a fresh temp folder."""

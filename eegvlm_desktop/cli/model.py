@@ -215,6 +215,7 @@ def _stage(args) -> int:
 
     from eegvlm_desktop.core.hypnogram.hypnogram import Hypnogram
     from eegvlm_desktop.core.hypnogram.write import write_hypnogram
+    from eegvlm_desktop.core.recording.quality import recording_notes
     from eegvlm_desktop.core.recording.recording import read_recording
     from eegvlm_desktop.core.staging.model_card import (context_default, default_models_root,
                                                         night_context)
@@ -224,11 +225,15 @@ def _stage(args) -> int:
 
     folder = Path(args.model) if args.model else default_models_root() / "default"
     rec = read_recording(args.recording)
-    engine = InferenceEngine.load(folder, rec, args.device, batch_size=args.batch_size)
     n = rec.n_epochs(30.0)
-    if n == 0:
+    if n == 0:  # said before the model loads, not after
         raise EEGVLMError(f"{Path(args.recording).name} is shorter than one 30-s epoch "
                           f"({rec.duration:.1f} s): there is nothing to stage.")
+    # What `eegvlm info` and the window tell about the file (unit fixes, the reader's
+    # warnings, flat/tiny/clipped channels) goes into the JSON too: a night staged from a
+    # doubtful signal must say so even where the per-epoch gate let its epochs through.
+    notes = recording_notes(rec)
+    engine = InferenceEngine.load(folder, rec, args.device, batch_size=args.batch_size)
     # The app's own model layer: the same decoding the scorer sees in the window.
     layer = ModelLayer(n, folder.name)
     if args.context and args.no_context:
@@ -253,7 +258,7 @@ def _stage(args) -> int:
                       "unscorable": {"epochs": len(report.unscorable),
                                      "first": [{"epoch": e + 1, "reason": r} for e, r in
                                                sorted(report.unscorable.items())[:20]]},
-                      "notes": list(getattr(rec, "notes", [])) + report.notes}), flush=True)
+                      "notes": notes + report.notes}), flush=True)
     return 0
 
 

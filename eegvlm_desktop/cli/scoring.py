@@ -39,17 +39,29 @@ def add_parsers(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run one of this module's commands (``args.command``)."""
     if args.command == "info":
-        from eegvlm_desktop.core.recording.recording import read_recording
-
-        print(read_recording(args.recording).summary())
-        return 0
+        return _info(args)
     if args.command == "export":
         return _export(args)
     return _hypnogram(args)
 
 
+def _info(args: argparse.Namespace) -> int:
+    """The recording's summary, then what the signal check on open finds, one line each."""
+    from eegvlm_desktop.core.recording.quality import check_signal_quality
+    from eegvlm_desktop.core.recording.recording import read_recording
+
+    rec = read_recording(args.recording)
+    print(rec.summary())
+    if rec.n_epochs(30.0) == 0:
+        print(f"Note: {rec.duration:g} s is shorter than one 30-s epoch, so this recording "
+              "cannot be scored or staged.")
+    for issue in check_signal_quality(rec):
+        print(f"Signal problem: {issue}")
+    return 0
+
+
 def _hypnogram(args: argparse.Namespace) -> int:
-    from eegvlm_desktop.core.errors import HypnogramMismatchError
+    from eegvlm_desktop.core.errors import HypnogramMismatchError, as_sentences
     from eegvlm_desktop.core.hypnogram.fit import check_fit, fit_to_recording
     from eegvlm_desktop.core.hypnogram.read import read_hypnogram
     from eegvlm_desktop.core.hypnogram.write import write_hypnogram
@@ -72,7 +84,7 @@ def _hypnogram(args: argparse.Namespace) -> int:
         if problems and not args.fit:
             raise HypnogramMismatchError(
                 f"{Path(args.input).name} does not match {Path(args.recording).name}: "
-                + "; ".join(problems) + ". Use --fit crop, pad or crop_or_pad to fit it.",
+                + as_sentences(problems + ["Use --fit crop, pad or crop_or_pad to fit it"]),
                 problems)
         if problems:
             hyp = fit_to_recording(hyp, rec.n_epochs(hyp.epoch_length), args.fit)

@@ -6,6 +6,8 @@ message must say what was wrong, with which file, and what the user can do.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class EEGVLMError(Exception):
     """Base class for errors whose message is shown to the user verbatim."""
@@ -47,6 +49,10 @@ class StorageError(EEGVLMError):
     """Labels could not be saved or restored."""
 
 
+class ReadOnlyError(StorageError):
+    """A change was asked of labels opened read-only; nothing was changed."""
+
+
 def is_oom(err: BaseException) -> bool:
     """Whether ``err`` is an out-of-memory error of the model (CUDA or CPU allocator).
 
@@ -63,3 +69,25 @@ def check_option(name: str, value: object, allowed: tuple | list) -> None:
             f"Invalid value for the '{name}' parameter. Allowed values are "
             f"{', '.join(repr(a) for a in allowed)}, but got {value!r} instead."
         )
+
+
+def as_sentences(parts: Iterable[str]) -> str:
+    """Message fragments as sentences, each ending with exactly one full stop.
+
+    Problem lists (e.g. :func:`~eegvlm_desktop.core.hypnogram.fit.check_fit`'s) are whole
+    sentences with their own full stops; glued with ``"; "`` or followed by ``". "`` they
+    read "short.; It" or "stage.. Use". Each part's trailing full stops, semicolons and
+    spaces are dropped and one full stop is put back (a ``?`` or ``!`` is kept as it is);
+    empty parts are skipped.
+
+    Examples
+    --------
+    >>> as_sentences(["The hypnogram is 2 epochs short.", "it starts late;", ""])
+    'The hypnogram is 2 epochs short. it starts late.'
+    """
+    out = []
+    for part in parts:
+        text = str(part).strip().rstrip(" ;.")
+        if text:
+            out.append(text if text.endswith(("?", "!")) else text + ".")
+    return " ".join(out)

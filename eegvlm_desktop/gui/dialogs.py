@@ -34,6 +34,21 @@ def ask_mismatch(parent: QWidget | None, file_name: str, problems: list[str]) ->
     return "crop_or_pad" if box.clickedButton() is fit else None
 
 
+def ask_read_only(parent: QWidget | None, file_name: str, message: str) -> bool:
+    """Another window scores ``file_name``: open it read-only here (True) or not at all."""
+    box = QMessageBox(parent)
+    box.setObjectName("lockedDialog")
+    box.setIcon(QMessageBox.Icon.Warning)
+    box.setWindowTitle("Night open in another window")
+    box.setText(f"<b>{file_name}</b> is being scored in another window.")
+    box.setInformativeText(f"{message}\n\nOpen it here read-only, to look without changing "
+                           "labels?")
+    view = box.addButton("Open read-only", QMessageBox.ButtonRole.AcceptRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.exec()
+    return box.clickedButton() is view
+
+
 def ask_epoch(parent: QWidget | None, current: int, n_epochs: int) -> int | None:
     """Go-to dialog; epochs are shown 1-based as scorers count them."""
     value, ok = QInputDialog.getInt(parent, "Go to epoch", f"Epoch (1–{n_epochs}):",

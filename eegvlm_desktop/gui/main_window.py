@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu,
-                               QSplitter, QToolBar, QWidget)
+                               QScrollArea, QSplitter, QToolBar, QVBoxLayout, QWidget)
 
 from eegvlm_desktop.core.errors import EEGVLMError, HypnogramFitError, StorageError
 from eegvlm_desktop.core.export.recording import export_hypnogram
@@ -23,6 +23,7 @@ from eegvlm_desktop.core.hypnogram.stats import sleep_statistics
 from eegvlm_desktop.core.hypnogram.write import format_from_name
 from eegvlm_desktop.core.recording.display import DisplaySource, default_filter
 from eegvlm_desktop.core.scoring.document import EPOCH_LENGTH, Document, default_user, open_document
+from eegvlm_desktop.core.scoring.label_lock import HEARTBEAT_S, LabelsLockedError
 from eegvlm_desktop.core.scoring.navigation import Navigation
 from eegvlm_desktop.core.stages import UNS
 from eegvlm_desktop.gui import dialogs
@@ -38,8 +39,10 @@ from eegvlm_desktop.gui.panels.stats_panel import StatsPanel
 from eegvlm_desktop.gui.recent import RecentFiles
 from eegvlm_desktop.gui.shortcuts import STAGE_ACTIONS
 from eegvlm_desktop.gui.throttle import Debounced
+from eegvlm_desktop.gui.views.file_banner import FileBanner
 from eegvlm_desktop.gui.views.hypnogram_view import HypnogramView, format_clock
 from eegvlm_desktop.gui.views.signal_view import GAIN_STEP, SignalView
+from eegvlm_desktop.gui.window_geometry import restore_or_fit, save_geometry
 from eegvlm_desktop.gui.workers import JobWorker
 
 WINDOW_CHOICES = (30, 60, 120, 300, 600)
@@ -47,6 +50,9 @@ RECORDING_FILTER = ("Recordings (*.edf *.EDF *.bdf *.BDF *.fif *.fif.gz *.vhdr *
                     "*.cnt *.mff);;All files (*)")
 HYPNOGRAM_FILTER = ("Hypnograms (*.edf *.csv *.tsv *.txt *.xml *.json *.eannot *.annot);;"
                     "All files (*)")
+#: Actions that change labels: off while the night is open read-only.
+LABEL_ACTIONS = ("undo", "redo", "import_hypnogram", "accept_model", "accept_model_page",
+                 *STAGE_ACTIONS)
 EXPORT_FORMATS = {"CSV (*.csv)": "csv", "TSV (*.tsv)": "tsv", "EDF+ annotations (*.edf)": "edf",
                   "BIDS events (*_events.tsv)": "bids", "JSON with provenance (*.json)": "json",
                   "Luna annotations (*.annot)": "annot",
@@ -58,6 +64,19 @@ def _export_job(hyp, path: Path, fmt: str | None, scorer: str) -> Path:
     # overwrite=True: the save dialog has already asked before replacing a file.
     return export_hypnogram(hyp, path, fmt=fmt or format_from_name(path), scorer=scorer,
                             overwrite=True)
+
+
+def scrolling(panel: QWidget) -> QScrollArea:
+    """``panel`` in a scroll area, for a dock.
+
+    Docks stack their panels' minimum heights: unscrolled, the side panels alone asked for
+    1,156 px, taller than a 1366 x 768 laptop screen, and pushed the status bar off it.
+    """
+    area = QScrollArea()
+    area.setWidget(panel)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    return area
 
 
 class MainWindow(QMainWindow):
@@ -93,7 +112,14 @@ class MainWindow(QMainWindow):
         splitter.addWidget(self.signal_view)
         splitter.addWidget(self.hypnogram_view)
         splitter.setSizes([700, 170])
-        self.setCentralWidget(splitter)
+        self.banner = FileBanner()
+        central = QWidget()
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(2)
+        column.addWidget(self.banner)  # above the traces: file problems stay in sight
+        column.addWidget(splitter, 1)
+        self.setCentralWidget(central)
         self.stats_panel = StatsPanel()
         self.stats_dock = self._dock("Sleep statistics", "statsDock", self.stats_panel)
         panels = ModelPanels(ModelPanel(), EpochPanel(), ReviewPanel(), AgreementPanel(),
@@ -116,13 +142,18 @@ class MainWindow(QMainWindow):
                                      threads=threads or None, parent=self)
         self._build_actions()
         self._build_status()
-        self.resize(1600, 900)
+        # The lock on the open night's labels is renewed while it is open, so that another
+        # window can tell a live owner from one that vanished (see core.scoring.label_lock).
+        self._lock_timer = QTimer(self)
+        self._lock_timer.setInterval(int(HEARTBEAT_S * 1000))
+        self._lock_timer.timeout.connect(self._renew_lock)
+        restore_or_fit(self, self.settings)
         self._update_enabled()
 
     def _dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(name)
-        dock.setWidget(widget)
+        dock.setWidget(scrolling(widget))
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetClosable)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
@@ -210,14 +241,32 @@ class MainWindow(QMainWindow):
         if has:
             self.actions["undo"].setEnabled(self.doc.session.can_undo)
             self.actions["redo"].setEnabled(self.doc.session.can_redo)
+            if self.doc.read_only is not None:
+                for aid in LABEL_ACTIONS:
+                    self.actions[aid].setEnabled(False)
 
     # ================================================================ opening
-    def open_file(self, path: str | Path, discard_mismatched: bool = False) -> bool:
-        """Open a recording; errors become a dialog and the current document stays open."""
+    def open_file(self, path: str | Path, discard_mismatched: bool = False,
+                  read_only: str | None = None) -> bool:
+        """Open a recording, all or nothing: on any failure a dialog says why and the night
+        that was open stays open, unchanged and scorable.
+
+        A night another window is scoring is offered read-only (``read_only`` is then the
+        reason shown with it).
+        """
         path = Path(path)
+        if self._is_open(path):
+            self._notify(f"{path.name} is already open.", 5000)
+            return True
         try:
             doc = open_document(path, user=self.user, data_dir=self.data_dir,
-                                discard_mismatched=discard_mismatched)
+                                discard_mismatched=discard_mismatched, read_only=read_only)
+        except LabelsLockedError as err:
+            if not dialogs.ask_read_only(self, path.name, str(err)):
+                return False
+            return self.open_file(path, discard_mismatched,
+                                  read_only=f"another window is scoring this night "
+                                            f"({err.owner.describe()}).")
         except StorageError as err:
             dialogs.show_error(self, "Saved labels cannot be used",
                                f"{err}\n\nThe recording opens without them. The old label file is "
@@ -228,27 +277,120 @@ class MainWindow(QMainWindow):
         except EEGVLMError as err:
             dialogs.show_error(self, "Cannot open recording", str(err))
             return False
-        if self.doc is not None:
+        return self._switch_to(doc)
+
+    def _is_open(self, path: Path) -> bool:
+        """Whether ``path`` is the night open here for scoring (a read-only one is reopened:
+        that is how it becomes scorable once the other window has closed it)."""
+        if self.doc is None or self.doc.read_only is not None:
+            return False
+        try:
+            return self.doc.recording.path.samefile(path)
+        except OSError:
+            return False
+
+    def _switch_to(self, doc: Document) -> bool:
+        """Show ``doc`` in place of the open night, or keep that one if ``doc`` cannot be shown.
+
+        The first page of the new night is read and filtered before anything on screen
+        changes: that is where a recording the views cannot take fails, and failing there
+        leaves the open night untouched. Should a view still fail half-way, the old night is
+        shown again (its document, labels and undo history were never let go).
+        """
+        old, old_source, old_epoch = self.doc, self.source, self.nav.epoch
+        try:
+            source = self._prepare_source(doc)
+        except Exception as err:  # noqa: BLE001 - whatever the views choke on, say so
+            doc.close()
+            self._refuse(doc, err, old)
+            return False
+        try:
+            self._show(doc, source, self._first_interesting_epoch(doc))
+        except Exception as err:  # noqa: BLE001 - half-switched: go back to the old night
+            doc.close()
+            if old is not None:
+                self._show(old, old_source, old_epoch)
+            else:
+                self._clear()
+            self._refuse(doc, err, old)
+            return False
+        if old is not None:
+            old.close()
+        self.recent.add(doc.recording.path)
+        return True
+
+    def _prepare_source(self, doc: Document) -> DisplaySource:
+        """The new night's display source, with its first page read once as a check."""
+        rec = doc.recording
+        source = DisplaySource(rec)
+        for ch, (kind, rate) in enumerate(zip(rec.ch_types, rec.orig_sfreqs)):
+            source.set_filter(ch, default_filter(kind, rate))
+        source.get(list(range(len(rec.ch_names))), 0.0, min(self.nav.window_s, rec.duration))
+        return source
+
+    def _refuse(self, doc: Document, err: Exception, old: Document | None) -> None:
+        kept = f"\n\n{old.recording.path.name} stays open." if old is not None else ""
+        dialogs.show_error(self, "Cannot open recording",
+                           f"Cannot open '{doc.recording.path.name}': the window could not "
+                           f"show it ({type(err).__name__}: {err}).{kept}")
+
+    def _show(self, doc: Document, source: DisplaySource, epoch: int) -> None:
+        """Point every view at ``doc`` (the switch itself; see :meth:`_switch_to`)."""
+        if self.doc is not None and self.doc is not doc:
             self.doc.hypnogram.changed.disconnect(self._on_labels_changed)
-        self.doc = doc
+        self.doc, self.source = doc, source
         self.scoring.set_document(doc)
         self.nav.reset(doc.hypnogram.n_epochs)
         rec = doc.recording
-        self.source = DisplaySource(rec)
-        for ch, (kind, rate) in enumerate(zip(rec.ch_types, rec.orig_sfreqs)):
-            self.source.set_filter(ch, default_filter(kind, rate))
-        self.signal_view.set_recording(rec, self.source, EPOCH_LENGTH)
+        self.signal_view.set_recording(rec, source, EPOCH_LENGTH)
         self._attach_hypnogram()
         self.model.set_document(doc)
-        self.setWindowTitle(f"{path.name} — EEG-VLM Desktop")
-        self.recent.add(path)
-        self.nav.go_to(self._first_interesting_epoch())
-        message = f"Opened {path.name}: {len(rec.ch_names)} channels, " \
-                  f"{self.nav.n_epochs} epochs. {doc.source}."
-        if doc.notes:
-            message += " " + " ".join(doc.notes)
-        self.statusBar().showMessage(message, 15000)
-        return True
+        ro = " [read-only]" if doc.read_only is not None else ""
+        self.setWindowTitle(f"{rec.path.name}{ro} — EEG-VLM Desktop")
+        self.nav.go_to(epoch)
+        self._show_notes(doc)
+        if doc.read_only is None and doc.store.lock is not None:
+            self._lock_timer.start()
+        else:
+            self._lock_timer.stop()
+
+    def _clear(self) -> None:
+        """No night open (a first open that failed half-way)."""
+        if self.doc is not None:
+            self.doc.hypnogram.changed.disconnect(self._on_labels_changed)
+        self.doc = self.source = None
+        self.scoring.set_document(None)
+        self.banner.set_messages([])
+        self._lock_timer.stop()
+        self._update_enabled()
+
+    def _show_notes(self, doc: Document) -> None:
+        """File problems in the banner (they must not scroll away), the rest in the status bar."""
+        name = doc.recording.path.name
+        problems = list(doc.notes)
+        if doc.read_only is not None:
+            problems.insert(0, f"Read-only: {doc.read_only} Labels cannot be changed here; "
+                               f"reopen the night once the other window has closed it.")
+        severe = doc.read_only is not None or any(q.unusable for q in doc.quality)
+        self.banner.set_messages(problems, "error" if severe else "warning", f"About {name}:")
+        message = (f"Opened {name}: {len(doc.recording.ch_names)} channels, "
+                   f"{self.nav.n_epochs} epochs. {doc.source}.")
+        if doc.recovery.message():
+            message += " " + doc.recovery.message()
+        if problems:
+            message += (f" {len(problems)} note{'s' if len(problems) != 1 else ''} about the "
+                        f"file above the traces.")
+        self._notify(message, 30000)
+
+    def _renew_lock(self) -> None:
+        """Heartbeat of the night's lock; a lock lost to another window is shown at once."""
+        if self.doc is None or self.doc.store.lock is None:
+            return
+        try:
+            self.doc.store.check_lock(renew=True)
+        except StorageError as err:
+            self._lock_timer.stop()
+            self.banner.set_messages([str(err)], "error", "Labels can no longer be saved:")
 
     def _attach_hypnogram(self) -> None:
         hyp = self.doc.hypnogram
@@ -260,9 +402,9 @@ class MainWindow(QMainWindow):
         self._update_enabled()
         self._stats_later()
 
-    def _first_interesting_epoch(self) -> int:
+    def _first_interesting_epoch(self, doc: Document) -> int:
         """The first scored non-wake epoch minus a few (lights-off), else the first epoch."""
-        stages = self.doc.hypnogram.stages
+        stages = doc.hypnogram.stages
         for i, s in enumerate(stages):
             if s not in ("W", UNS):
                 return max(i - 2, 0)
@@ -461,7 +603,12 @@ class MainWindow(QMainWindow):
             self.open_file(urls[0])
 
     def closeEvent(self, event):  # noqa: N802
-        # Labels are already on disk (saved on every change); just stop the worker cleanly.
+        # Labels are already on disk (saved on every change): give the night's lock back,
+        # remember where the window was, and stop the worker cleanly.
+        save_geometry(self, self.settings)
+        self._lock_timer.stop()
+        if self.doc is not None:
+            self.doc.close()
         self._stats_later.cancel()
         self.model.shutdown()
         self.worker.shutdown()

@@ -5,9 +5,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from eegvlm_desktop.cli import main
 from eegvlm_desktop.ml.training import TrainSettings
-from tests.conftest import write_edf
+from tests.conftest import write_broken_edf, write_edf
 
 STAGES = ["W"] * 4 + ["N1", "N2", "N2", "N3", "N3", "N2", "R", "R", "N2", "N2"] + ["W"] * 6
 
@@ -261,3 +263,32 @@ def test_stage_writes_a_model_hypnogram_with_and_without_context(tmp_path, capsy
     assert code == 2 and "does not exist" in stderr
     code, _, stderr = cli(capsys, "stage", tmp_path / "missing.edf", tmp_path / "x.csv")
     assert code == 2 and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("problem, words", [("flat", "is flat"), ("tiny", "implausibly small"),
+                                            ("no_range", "same physical minimum and maximum")])
+def test_stage_gives_no_confident_stage_for_a_signal_it_cannot_read(tmp_path, capsys, problem,
+                                                                     words):
+    """Flat EEG, EEG in volts labelled µV, physical min = max: every epoch unscored, and the
+    JSON says why, with the file's notes (they used to be ``[]``)."""
+    psg = write_broken_edf(tmp_path / f"{problem}.edf", problem)
+    code, stdout, stderr = cli(capsys, "stage", psg, tmp_path / "out.csv", "--device", "cpu")
+    assert code == 0, stderr
+    # The last line: in-process, MNE's logger may print its header warning to stdout first.
+    info = json.loads(stdout.strip().splitlines()[-1])
+    assert info["stages"] == {"UNS": 20} and info["unscorable"]["epochs"] == 20
+    assert info["unscorable"]["first"][0]["reason"]
+    assert any("'EEG Fpz-Cz' (EEG)" in n and words in n for n in info["notes"])
+    rows = (tmp_path / "out.csv").read_text().splitlines()[1:]
+    assert len(rows) == 20 and all(",UNS," in r for r in rows)
+
+
+def test_stage_notes_name_a_clipped_channel_and_refuse_a_short_file(tmp_path, capsys):
+    psg = write_broken_edf(tmp_path / "clipped.edf", "clipped")
+    code, stdout, stderr = cli(capsys, "stage", psg, tmp_path / "out.csv", "--device", "cpu")
+    assert code == 0, stderr
+    notes = json.loads(stdout.strip().splitlines()[-1])["notes"]
+    assert any("'EEG Fpz-Cz' (EEG) is clipped" in n for n in notes)
+    short = write_edf(tmp_path / "short.edf", duration_s=20)
+    code, _, stderr = cli(capsys, "stage", short, tmp_path / "s.csv", "--device", "cpu")
+    assert code == 2 and "shorter than one 30-s epoch" in stderr and "Traceback" not in stderr

@@ -4,7 +4,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import write_edf
+import pytest
+
+from eegvlm_desktop.cli import main
+from tests.conftest import write_broken_edf, write_edf
 
 
 def run(*args):
@@ -16,6 +19,27 @@ def test_info_describes_recording(tiny_edf):
     out = run("info", tiny_edf)
     assert out.returncode == 0, out.stderr
     assert "Fpz-Cz" in out.stdout
+
+
+def cli(capsys, *args):
+    """The CLI in this process: ``(exit code, stdout, stderr)``."""
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("problem, words", [("flat", "is flat"), ("tiny", "implausibly small"),
+                                            ("no_range", "same physical minimum and maximum")])
+def test_info_lists_signal_problems(tmp_path, capsys, problem, words):
+    code, stdout, _ = cli(capsys, "info", write_broken_edf(tmp_path / "b.edf", problem))
+    assert code == 0
+    lines = [line for line in stdout.splitlines() if line.startswith("Signal problem:")]
+    assert len(lines) >= 2 and "'EEG Fpz-Cz' (EEG)" in lines[0] and words in lines[0]
+
+
+def test_info_says_a_short_recording_cannot_be_scored(tmp_path, capsys):
+    code, stdout, _ = cli(capsys, "info", write_edf(tmp_path / "short.edf", duration_s=20))
+    assert code == 0 and "shorter than one 30-s epoch" in stdout
 
 
 def test_info_on_bad_files_is_a_clear_error(tmp_path):
@@ -91,3 +115,37 @@ def test_export_bad_input_is_one_clear_line(tmp_path):
         assert words in out.stderr
     out = run("export", rec, tmp_path / "o", "--format", "xls")
     assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+def test_mismatch_message_has_no_doubled_punctuation(tmp_path, capsys):
+    rec = write_edf(tmp_path / "r.edf", duration_s=300)  # 10 epochs
+    hyp = tmp_path / "h.csv"
+    hyp.write_text("onset,duration,stage\n-60,30,N2\n-30,30,N2\n0,30,N3\n")
+    code, _, stderr = cli(capsys, "hypnogram", hyp, "--recording", rec)
+    assert code == 2 and "before the recording" in stderr and "epoch(s) short" in stderr
+    assert ".." not in stderr and ".;" not in stderr
+    assert stderr.rstrip().endswith("have no stage. Use --fit crop, pad or crop_or_pad to fit it.")
+
+
+def test_include_identity_keeps_the_edf_patient_field(tmp_path, capsys):
+    import mne
+
+    rec = write_edf(tmp_path / "r.edf", duration_s=150)
+    header = bytearray(rec.read_bytes())
+    header[8:88] = b"MCH-0234567 F 02-MAY-1951 Haagse_Harry".ljust(80)
+    rec.write_bytes(bytes(header))
+    hyp = tmp_path / "h.csv"
+    hyp.write_text("onset,duration,stage\n0,30,W\n30,30,N1\n60,30,N2\n90,30,N2\n120,30,R\n")
+    code, _, err = cli(capsys, "export", rec, tmp_path / "id.edf", "--format", "edf",
+                       "--hypnogram", hyp, "--include-identity")
+    assert code == 0, err
+    assert (tmp_path / "id.edf").read_bytes()[8:88] == bytes(header[8:88])
+    assert len(mne.read_annotations(tmp_path / "id.edf")) == 4  # still EDF+ (N2 N2 is one)
+    code, _, err = cli(capsys, "export", rec, tmp_path / "id.json", "--format", "json",
+                       "--hypnogram", hyp, "--include-identity")
+    assert code == 0, err
+    assert "Haagse Harry" in (tmp_path / "id.json").read_text()
+    code, _, err = cli(capsys, "export", rec, tmp_path / "anon.edf", "--format", "edf",
+                       "--hypnogram", hyp)
+    assert code == 0, err
+    assert (tmp_path / "anon.edf").read_bytes()[8:88].strip() == b"X X X X"

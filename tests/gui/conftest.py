@@ -17,6 +17,7 @@ def errors(monkeypatch):
 
     monkeypatch.setattr(dialogs, "ask_mismatch", unexpected)
     monkeypatch.setattr(dialogs, "ask_epoch", unexpected)
+    monkeypatch.setattr(dialogs, "ask_read_only", unexpected)
     return seen
 
 

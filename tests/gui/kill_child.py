@@ -1,6 +1,11 @@
 """Child process for test_kill: open a recording in the real window, score by keyboard,
-announce it, then keep the event loop running until the parent SIGKILLs us."""
+announce it, then keep the event loop running until the parent SIGKILLs us.
+
+With a fourth argument N the process instead SIGKILLs itself at the N-th sidecar write,
+after that change's audit line was appended and fsync-ed: the crash between the two writes.
+"""
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -13,6 +18,18 @@ from eegvlm_desktop.gui.app import make_app  # noqa: E402
 from eegvlm_desktop.gui.main_window import MainWindow  # noqa: E402
 
 recording, workdir, keys = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+if len(sys.argv) > 4:
+    from eegvlm_desktop.core.scoring import label_store
+
+    die_at, saves, real_save = int(sys.argv[4]), [], label_store.LabelStore.save
+
+    def save(self, hyp):
+        saves.append(1)
+        if len(saves) == die_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_save(self, hyp)
+
+    label_store.LabelStore.save = save
 app = make_app()
 w = MainWindow(settings=QSettings(str(workdir / "s.ini"), QSettings.Format.IniFormat),
                user="killtest", data_dir=workdir / "data")

@@ -1,9 +1,12 @@
-"""Every kind of bad input ends in a clear dialog; the window keeps working."""
+"""Every kind of bad input ends in a clear dialog or banner; the window keeps working."""
 from __future__ import annotations
 
-import pytest
+import json
 
-from tests.conftest import write_edf
+import pytest
+from PySide6.QtWidgets import QPushButton
+
+from tests.conftest import write_broken_edf, write_edf
 
 
 def _truncated(tmp_path):
@@ -126,3 +129,98 @@ def test_misaligned_hypnogram_offered_fit_then_clear_error(window, tmp_path, err
     assert not window.import_hypnogram(hyp)
     assert len(asked) == 1  # asked once, never in a loop
     assert errors and "offset.csv" in errors[-1][1]
+
+
+# ---------------------------------------------------------------- opening is all-or-nothing
+def test_short_recording_over_a_scored_night_keeps_the_night(window, tmp_path, errors,
+                                                             tiny_edf):
+    assert window.open_file(tiny_edf)
+    window.label_current("N2")
+    short = write_edf(tmp_path / "short.edf", duration_s=20.0)
+    assert not window.open_file(short)
+    title, message = errors[-1]
+    assert title == "Cannot open recording"
+    assert "short.edf" in message and "shorter than one 30-s" in message
+    assert window.doc.recording.path == tiny_edf
+    assert window.actions["undo"].isEnabled()
+    window.label_current("N3")  # the next key is saved (it used to raise IndexError)
+    saved = json.loads(window.doc.store.location.read_text())["hypnogram"]["stages"]
+    assert saved[:2] == ["N2", "N3"]
+    assert not list(tmp_path.glob("short.edf.eegvlm*"))  # no lock, no audit line left
+
+
+def test_view_failure_keeps_the_old_night_and_releases_the_new_lock(window, tmp_path, errors,
+                                                                    tiny_edf, monkeypatch):
+    from eegvlm_desktop.core.recording import display
+
+    assert window.open_file(tiny_edf)
+    window.label_current("W")
+    other = write_edf(tmp_path / "other.edf", seed=1)
+    real_get = display.DisplaySource.get
+
+    def choke(self, *args, **kwargs):
+        if self.recording.path == other:
+            raise ValueError("the view cannot draw this")
+        return real_get(self, *args, **kwargs)
+
+    monkeypatch.setattr(display.DisplaySource, "get", choke)
+    assert not window.open_file(other)
+    assert "other.edf" in errors[-1][1] and "tiny.edf stays open" in errors[-1][1]
+    assert window.doc.recording.path == tiny_edf
+    assert window.signal_view.recording.path == tiny_edf
+    assert not (tmp_path / "other.edf.eegvlm.lock").exists()
+    window.label_current("N1")
+    assert window.doc.hypnogram[1] == "N1" and not window.doc.session.has_unsaved
+
+
+def test_short_recording_from_the_command_line_is_a_dialog_not_an_abort(tmp_path, errors,
+                                                                        monkeypatch):
+    """``eegvlm gui short.edf`` used to abort (exit 134) inside pyqtgraph."""
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from eegvlm_desktop.cli import main
+    from eegvlm_desktop.gui import main_window
+
+    made = []
+
+    class Window(main_window.MainWindow):
+        def __init__(self):
+            super().__init__(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+                             user="t", data_dir=tmp_path / "d")
+            made.append(self)
+
+    monkeypatch.setattr(main_window, "MainWindow", Window)
+    monkeypatch.setattr(QApplication, "exec", lambda *a: 0)  # no event loop to sit in
+    short = write_edf(tmp_path / "short.edf", duration_s=20.0)
+    try:
+        assert main(["gui", str(short)]) == 0
+    finally:
+        for w in made:
+            w.close()
+    assert errors and errors[-1][0] == "Cannot open recording"
+    assert "shorter than one 30-s" in errors[-1][1]
+    assert made and made[0].doc is None
+
+
+# ---------------------------------------------------------------- the signal check on open
+@pytest.mark.parametrize("problem, words", [("flat", "is flat"), ("tiny", "implausibly small"),
+                                            ("no_range", "same physical minimum and maximum")])
+def test_broken_signal_opens_with_a_banner(window, tmp_path, problem, words):
+    assert window.open_file(write_broken_edf(tmp_path / f"{problem}.edf", problem))
+    assert window.banner.isVisible() and window.banner.severity == "error"
+    text = window.banner.label.text()
+    assert words in text and "EEG Fpz-Cz" in text and "EEG Pz-Oz" in text
+    assert "about the file above the traces" in window.statusBar().currentMessage()
+    window.label_current("W")  # still scorable by hand
+    assert window.doc.hypnogram[0] == "W"
+
+
+def test_banner_stays_until_dismissed_and_clean_files_have_none(window, tmp_path, tiny_edf):
+    assert window.open_file(tiny_edf)
+    assert not window.banner.isVisible()
+    assert window.open_file(write_broken_edf(tmp_path / "flat.edf", "flat"))
+    window.statusBar().clearMessage()
+    assert window.banner.isVisible()  # not a transient message
+    window.banner.findChild(QPushButton, "fileBannerDismiss").click()
+    assert not window.banner.isVisible()

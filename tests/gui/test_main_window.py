@@ -285,3 +285,105 @@ def test_unreadable_sibling_hypnogram_does_not_block_opening(window, tmp_path):
     assert window.open_file(path)
     assert window.doc.hypnogram.n_scored() == 0
     assert any("night-Hypnogram.csv" in n for n in window.doc.notes)
+
+
+# ---------------------------------------------------------------- two windows on one night
+def _second_window(qtbot, tmp_path, name, user):
+    from PySide6.QtCore import QSettings
+
+    from eegvlm_desktop.gui.main_window import MainWindow
+
+    w = MainWindow(settings=QSettings(str(tmp_path / f"{name}.ini"),
+                                      QSettings.Format.IniFormat),
+                   user=user, data_dir=tmp_path / "userdata")
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    return w
+
+
+def test_second_window_is_refused_read_write_and_nothing_is_lost(window, qtbot, tmp_path,
+                                                                 errors, tiny_edf,
+                                                                 monkeypatch):
+    """Window A scores; window B on the same night is offered read-only, never both writing."""
+    from eegvlm_desktop.gui import dialogs
+
+    a = window
+    b = _second_window(qtbot, tmp_path, "b", user="ben")
+    assert a.open_file(tiny_edf)
+    for stage in ("W", "N1", "N2"):
+        a.label_current(stage)
+    asked = []
+    monkeypatch.setattr(dialogs, "ask_read_only", lambda p, name, msg: asked.append(msg))
+    assert not b.open_file(tiny_edf)  # declined: nothing opened
+    assert b.doc is None and "tester" in asked[0] and "read-only" in asked[0]
+    monkeypatch.setattr(dialogs, "ask_read_only", lambda p, name, msg: True)
+    assert b.open_file(tiny_edf)
+    assert b.doc.read_only and "[read-only]" in b.windowTitle()
+    assert not b.actions["stage_N2"].isEnabled() and not b.actions["undo"].isEnabled()
+    assert not b.actions["import_hypnogram"].isEnabled()
+    assert b.banner.isVisible() and "Read-only" in b.banner.label.text()
+    assert list(b.doc.hypnogram.stages[:3]) == ["W", "N1", "N2"]
+    b.goto_epoch(7)
+    b.label_current("N3")  # the action is off; called anyway it is refused, not saved
+    assert errors[-1][0] == "Labels cannot be changed here" and b.epoch == 7
+    a.label_current("N3")
+    a.close()  # gives the lock back...
+    assert b.open_file(tiny_edf)  # ...so reopening in B makes it scorable there
+    assert b.doc.read_only is None and b.actions["stage_N2"].isEnabled()
+    assert b.doc.hypnogram[3] == "N3"  # A's last label, saved before A closed
+    b.goto_epoch(4)
+    b.label_current("R")
+    b.close()
+    saved = json.loads(tiny_edf.with_name("tiny.edf.eegvlm.json").read_text())["hypnogram"]
+    assert saved["stages"][:5] == ["W", "N1", "N2", "N3", "R"] and saved["stages"][7] == "UNS"
+    assert not tiny_edf.with_name("tiny.edf.eegvlm.lock").exists()
+
+
+def test_lock_is_renewed_and_a_lost_lock_is_shown_not_ignored(opened, errors):
+    w = opened
+    lock = w.doc.store.lock_path
+    assert w._lock_timer.isActive()
+    before = json.loads(lock.read_text())["heartbeat"]
+    w._renew_lock()  # what the timer does every minute
+    assert json.loads(lock.read_text())["heartbeat"] > before
+    owner = json.loads(lock.read_text())
+    lock.write_text(json.dumps({**owner, "user": "ben", "token": "taken-over"}))
+    w._renew_lock()
+    assert w.banner.isVisible() and "ben" in w.banner.label.text()
+    w.label_current("N2")  # refused loudly; the new owner's labels are not overwritten
+    assert errors[-1][0] == "Labels NOT saved" and "ben" in errors[-1][1]
+    assert "NOT SAVED" in w.status_saved.text()
+
+
+# ---------------------------------------------------------------- the screen
+def test_window_fits_the_screen_with_the_status_bar_on_it(opened):
+    w = opened
+    area = w.screen().availableGeometry()
+    assert area.contains(w.frameGeometry())
+    bar = w.statusBar()
+    assert bar.isVisible() and area.contains(bar.mapToGlobal(bar.rect().bottomRight()))
+    # Down to 1366 x 768: the docks scroll instead of adding up their panels' heights.
+    assert w.minimumSizeHint().height() <= 700 and w.minimumSizeHint().width() <= 1366
+
+
+def test_saved_geometry_is_restored_only_if_it_fits(qtbot, tmp_path):
+    from PySide6.QtCore import QSettings
+
+    from eegvlm_desktop.gui.main_window import MainWindow
+    from eegvlm_desktop.gui.window_geometry import GEOMETRY_KEY
+
+    settings = QSettings(str(tmp_path / "g.ini"), QSettings.Format.IniFormat)
+    settings.setValue(GEOMETRY_KEY, [40, 60, 700, 560])
+    fits = MainWindow(settings=settings, user="t", data_dir=tmp_path / "d")
+    qtbot.addWidget(fits)
+    assert (fits.x(), fits.y(), fits.width(), fits.height()) == (40, 60, 700, 560)
+    settings.setValue(GEOMETRY_KEY, [0, 0, 1600, 1156])  # saved on a bigger screen
+    big = MainWindow(settings=settings, user="t", data_dir=tmp_path / "d")
+    qtbot.addWidget(big)
+    area = big.screen().availableGeometry()
+    assert big.width() < area.width() and big.height() < area.height()
+    settings.setValue(GEOMETRY_KEY, "garbage")
+    damaged = MainWindow(settings=settings, user="t", data_dir=tmp_path / "d")
+    qtbot.addWidget(damaged)
+    assert damaged.height() < area.height()

@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from eegvlm_desktop.core.errors import as_sentences
 from eegvlm_desktop.core.export.finetune import EPOCH_LENGTH, export_finetune_dataset
 from eegvlm_desktop.core.export.finetune_folder import ExportError
 from eegvlm_desktop.core.hypnogram.hypnogram import Hypnogram
 from eegvlm_desktop.core.hypnogram.write import WRITE_FORMATS, write_hypnogram
-from eegvlm_desktop.core.recording.deidentify import recording_name
+from eegvlm_desktop.core.recording.deidentify import patient_block, recording_name
 from eegvlm_desktop.core.recording.recording import Recording, read_recording
 
 #: What ``eegvlm export --format`` writes: the dataset folder, or one hypnogram file format.
@@ -33,7 +34,7 @@ def _read_fitted(recording: Recording, path: Path) -> tuple[Hypnogram, list[str]
     if problems:
         # Raises HypnogramMismatchError (shown as is) when epochs do not line up at all.
         hyp = fit_to_recording(hyp, n, "crop_or_pad")
-        notes.append(f"fitted to the recording (crop_or_pad): {'; '.join(problems)}")
+        notes.append(f"fitted to the recording (crop_or_pad): {as_sentences(problems)}")
     return hyp, notes
 
 
@@ -83,6 +84,8 @@ def export_hypnogram(hypnogram: Hypnogram, out: str | Path, *, fmt: str, scorer:
     recording is its start date (EDF header, JSON ``meas_date``), so that is passed only with
     ``include_identity``. Without it an EDF hypnogram says "Startdate X" (EDF+'s
     "anonymised"), which readers (ours included) take as "starts with the recording".
+    With it, an EDF/BDF recording's patient field goes into the EDF header verbatim, and
+    the patient fields into the JSON and BIDS provenance.
     The hypnogram's own ``scorer`` (often a file name or a login) is replaced by ``scorer``.
     """
     if fmt not in WRITE_FORMATS:
@@ -95,11 +98,15 @@ def export_hypnogram(hypnogram: Hypnogram, out: str | Path, *, fmt: str, scorer:
     hyp = Hypnogram(list(hypnogram.stages), hypnogram.epoch_length, hypnogram.start, scorer,
                     hypnogram.proba, list(hypnogram.provenance))
     provenance: dict = {"exported_by": "EEG-VLM Desktop", "scorer": scorer}
-    meas_date = None
+    meas_date = patient = None
     if include_identity and recording is not None:
         meas_date = recording.meas_date
         provenance["recording"] = recording.path.name
-    return write_hypnogram(hyp, out, fmt=fmt, meas_date=meas_date, provenance=provenance)
+        info = getattr(recording, "patient_info", None) or {}
+        provenance["patient"] = patient_block(info)
+        patient = info.get("patient_field")  # EDF/BDF only: other formats have none
+    return write_hypnogram(hyp, out, fmt=fmt, meas_date=meas_date, provenance=provenance,
+                           patient=patient)
 
 
 def export_recording(recording_path: str | Path, out: str | Path, *, fmt: str = "finetune",

@@ -33,7 +33,7 @@ _LONG_NAMES = {"W": "Wake", "N1": "N1 sleep", "N2": "N2 sleep", "N3": "N3 sleep"
 
 def write_hypnogram(hyp: Hypnogram, path: str | Path, *, fmt: str | None = None,
                     meas_date: datetime | None = None,
-                    provenance: dict | None = None) -> Path:
+                    provenance: dict | None = None, patient: str | None = None) -> Path:
     """Write ``hyp`` to ``path``.
 
     Parameters
@@ -52,6 +52,9 @@ def write_hypnogram(hyp: Hypnogram, path: str | Path, *, fmt: str | None = None,
     provenance : dict or None
         Free-form, JSON-serialisable description of where the labels come from (app
         version, model, scorer); stored in the JSON document and the BIDS sidecar.
+    patient : str or None
+        The EDF header's patient field, kept verbatim (an identified export of an EDF
+        recording); ``None`` writes EDF+'s anonymous ``"X X X X"``. Only 'edf' has one.
 
     Returns
     -------
@@ -79,7 +82,7 @@ def write_hypnogram(hyp: Hypnogram, path: str | Path, *, fmt: str | None = None,
             atomic_write_bytes(path, _bids_tsv(hyp))
             atomic_write_bytes(path.with_suffix(".json"), _bids_sidecar(hyp, provenance))
         elif fmt == "edf":
-            atomic_write_bytes(path, _edf(hyp, meas_date))
+            atomic_write_bytes(path, _edf(hyp, meas_date, patient))
         elif fmt == "json":
             atomic_write_bytes(path, _json(hyp, meas_date, provenance))
         elif fmt == "eannot":  # Luna's formats (see luna_formats)
@@ -157,7 +160,7 @@ def _bids_sidecar(hyp: Hypnogram, provenance: dict | None) -> bytes:
     return _dumps(doc)
 
 
-def _edf(hyp: Hypnogram, meas_date: datetime | None) -> bytes:
+def _edf(hyp: Hypnogram, meas_date: datetime | None, patient: str | None = None) -> bytes:
     from edfio import Edf, EdfAnnotation, Recording
 
     kwargs: dict = {}
@@ -175,7 +178,14 @@ def _edf(hyp: Hypnogram, meas_date: datetime | None) -> bytes:
     buf = io.BytesIO()
     # An EDF+C with no signal, only annotations: the layout of Sleep-EDF's hypnogram files.
     Edf(signals=[], annotations=annotations, **kwargs).write(buf)
-    return buf.getvalue()
+    data = buf.getvalue()
+    if patient is not None:
+        # Bytes 8-88 of every EDF header: the local patient identification. Patched in
+        # rather than built with edfio's Patient, which accepts only EDF+'s four subfields
+        # and would rewrite a legacy field ("Female_33yr", free text) it came from.
+        field = patient.encode("ascii", "replace")[:80].ljust(80)
+        data = data[:8] + field + data[88:]
+    return data
 
 
 def _json(hyp: Hypnogram, meas_date: datetime | None, provenance: dict | None) -> bytes:

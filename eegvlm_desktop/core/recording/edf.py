@@ -60,6 +60,9 @@ class EdfLayout:
     cal: np.ndarray  # physical = digital * cal + offset
     offset: np.ndarray
     signals: list[int]  # header indices of the non-annotation signals, MNE's channel order
+    # The header's physical range per signal (header units): what the recording could hold.
+    phys_min: np.ndarray | None = None
+    phys_max: np.ndarray | None = None
 
     @property
     def max_samp(self) -> int:
@@ -227,4 +230,5 @@ def parse_edf_header(path: Path, fid: Any, bdf: bool) -> EdfLayout:
     return EdfLayout(bdf=bdf, patient=text[8:88].strip(), recording=text[88:168].strip(),
                      header_bytes=header_bytes, n_records=n_records, record_s=record_s,
                      labels=labels, units=fields["physical dimension"], n_samps=n_samps,
-                     cal=cal, offset=pmin - dmin * cal, signals=signals)
+                     cal=cal, offset=pmin - dmin * cal, signals=signals, phys_min=pmin,
+                     phys_max=pmax)

@@ -219,6 +219,28 @@ class Recording:
                              f"positive number of seconds, but got {epoch_length!r} instead.")
         return math.floor(self.duration / epoch_length + 1e-9)
 
+    def physical_range(self, channel: int) -> tuple[float, float] | None:
+        """The range the file could store for ``channel``, in display units (low, high).
+
+        From the EDF/BDF header's physical minimum and maximum; ``None`` for other formats,
+        which do not state one.
+        """
+        self._check_picks([channel])
+        lay = self._layout
+        if lay is None or lay.phys_min is None or lay.phys_max is None:
+            return None
+        sig = lay.signals[channel]
+        a, b = (float(v) * self._scale[channel] for v in (lay.phys_min[sig], lay.phys_max[sig]))
+        return (min(a, b), max(a, b))
+
+    def resolution(self, channel: int) -> float:
+        """One step of the stored values of ``channel`` in display units (0 if unknown)."""
+        self._check_picks([channel])
+        if self._layout is None:
+            return 0.0
+        return abs(float(self._layout.cal[self._layout.signals[channel]])
+                   * self._scale[channel])
+
     def summary(self) -> str:
         """One paragraph describing channels, duration and start time (CLI ``info``)."""
         chans = "; ".join(

@@ -13,11 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eegvlm_desktop.core.errors import (HypnogramError, HypnogramFitError, HypnogramMismatchError,
-                                        StorageError)
+                                        StorageError, as_sentences)
 from eegvlm_desktop.core.hypnogram.hypnogram import Hypnogram
 from eegvlm_desktop.core.hypnogram.fit import check_fit, fit_to_recording
 from eegvlm_desktop.core.hypnogram.read import ImportResult, read_hypnogram
+from eegvlm_desktop.core.recording.edf import open_error
+from eegvlm_desktop.core.recording.quality import (SignalIssue, check_signal_quality,
+                                                   recording_notes)
 from eegvlm_desktop.core.recording.recording import Recording, read_recording
+from eegvlm_desktop.core.scoring.audit_replay import Recovery, replay_events, unsaved_events
+from eegvlm_desktop.core.scoring.label_lock import LabelsLockedError
 from eegvlm_desktop.core.scoring.label_store import LabelStore, recording_fingerprint
 from eegvlm_desktop.core.scoring.session import ScoringSession
 
@@ -62,10 +67,29 @@ class Document:
     notes: list[str] = field(default_factory=list)
     source: str = ""  # where the current labels came from, in words
     mapping: list[tuple[str, str]] = field(default_factory=list)
+    #: Problems found in the signal on open (flat, tiny, clipped channels).
+    quality: list[SignalIssue] = field(default_factory=list)
+    #: Labels replayed from the audit trail on open (a crash before the sidecar write).
+    recovery: Recovery = field(default_factory=Recovery)
 
     @property
     def hypnogram(self) -> Hypnogram:
         return self.session.hypnogram
+
+    @property
+    def read_only(self) -> str | None:
+        """Why the labels cannot be changed in this document, or ``None``."""
+        return self.session.read_only
+
+    def close(self) -> None:
+        """Give up the lock on the labels (they are saved already); never raises."""
+        self.store.release_lock()
+
+    def __enter__(self) -> "Document":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def import_hypnogram(self, path: Path, policy: str | None = None) -> ImportResult:
         """Import stages from ``path`` as one undoable change.
@@ -88,14 +112,14 @@ class Document:
         problems = check_fit(hyp, n, EPOCH_LENGTH)
         if problems:
             message = (f"The hypnogram {Path(path).name} does not match the recording "
-                       f"{rec.path.name}: " + "; ".join(problems))
+                       f"{rec.path.name}: " + as_sentences(problems))
             if policy is None:
                 raise HypnogramFitError(message, problems)
             try:
                 hyp = fit_to_recording(hyp, n, policy)
             except HypnogramMismatchError as err:
-                raise HypnogramError(f"{message}. {err}") from err
-            result.notes.append(f"Fitted to the recording ({policy}): " + "; ".join(problems))
+                raise HypnogramError(as_sentences([message, str(err)])) from err
+            result.notes.append(f"Fitted to the recording ({policy}): " + as_sentences(problems))
         hyp.scorer = hyp.scorer or Path(path).name
         self.session.replace_hypnogram(hyp, reason=f"import {Path(path).name}")
         self.source = f"Imported from {Path(path).name} ({result.fmt})"
@@ -105,34 +129,112 @@ class Document:
 
 
 def open_document(path: str | Path, *, user: str | None = None, data_dir: Path | None = None,
-                  auto_hypnogram: bool = True, discard_mismatched: bool = False) -> Document:
+                  auto_hypnogram: bool = True, discard_mismatched: bool = False,
+                  read_only: str | None = None) -> Document:
     """Open ``path`` with its saved labels (or its sibling hypnogram, or none).
 
-    Raises :class:`~eegvlm_desktop.core.errors.RecordingError` for an unreadable recording
-    and :class:`~eegvlm_desktop.core.errors.StorageError` when saved labels cannot be used
-    (``discard_mismatched=True`` moves a sidecar of another file version aside instead).
+    Opening is all-or-nothing: it either returns a complete document, holding the lock on
+    the night's labels, or raises having changed nothing (the lock is given back).
+
+    Parameters
+    ----------
+    path : str or Path
+        The recording.
+    user : str or None
+        Who is scoring (the login name by default).
+    data_dir : Path or None
+        Base folder of fallback sidecars (see :class:`~.label_store.LabelStore`).
+    auto_hypnogram : bool
+        Import the recording's own hypnogram beside it when it has no saved labels.
+    discard_mismatched : bool
+        Start without labels saved for another version of the file (their sidecar is
+        moved aside by the first save, never overwritten).
+    read_only : str or None
+        Open without the lock, for viewing only; the text says why (shown to the user with
+        any refused change). Nothing is written then.
+
+    Raises
+    ------
+    RecordingError
+        The recording cannot be read, or is shorter than one 30-s epoch.
+    LabelsLockedError
+        (a StorageError) Another window is scoring the night; open it ``read_only``.
+    StorageError
+        The saved labels cannot be used (``discard_mismatched=True`` starts afresh).
     """
     path = Path(path)
     user = user or default_user()
     recording = read_recording(path)
+    n = recording.n_epochs(EPOCH_LENGTH)
+    if n < 1:
+        raise open_error(recording.path, f"it is only {recording.duration:g} s long, shorter "
+                         f"than one {EPOCH_LENGTH:g}-s scoring epoch, so there is nothing to "
+                         f"score.", "Choose the whole-night recording; a file this short is "
+                         "usually a test or an export that stopped early.")
+    quality = check_signal_quality(recording)
     store = LabelStore.for_recording(path, fingerprint=recording_fingerprint(path),
                                      data_dir=data_dir)
+    lock_note = None
+    if read_only is None:
+        try:
+            lock = store.acquire_lock(user)
+        except LabelsLockedError:
+            raise
+        except StorageError as err:
+            # Nothing can be written there anyway (the first change will say so loudly);
+            # refusing to open would only hide the recording.
+            lock_note = f"{err} Another window could open this night for scoring too."
+        else:
+            if lock.took_over:
+                lock_note = f"Took over the labels' lock left by {lock.took_over}."
     try:
-        saved = store.load()
+        doc = _load(recording, store, user, n, auto_hypnogram, discard_mismatched, read_only)
+    except BaseException:
+        store.release_lock()
+        raise
+    doc.quality = quality
+    doc.notes = (recording_notes(recording, quality) + ([lock_note] if lock_note else [])
+                 + doc.notes)
+    return doc
+
+
+def _load(recording: Recording, store: LabelStore, user: str, n: int, auto_hypnogram: bool,
+          discard_mismatched: bool, read_only: str | None) -> Document:
+    """The labels of an opened recording: sidecar, then audit lines it lacks, then sibling."""
+    try:
+        state = store.load_state()
     except StorageError:
         if not discard_mismatched:
             raise
         # The store never overwrites a sidecar it could not use: its first save moves the
         # old file aside (``store.set_aside_path``), so nothing is lost by starting fresh.
-        saved = None
-    n = recording.n_epochs(EPOCH_LENGTH)
-    notes = list(getattr(recording, "unit_notes", []))
-    hyp = saved if saved is not None else Hypnogram.unscored(n, EPOCH_LENGTH, 0.0, scorer=user)
-    session = ScoringSession(hyp, store, user)
-    doc = Document(recording, session, store, notes)
-    if saved is not None:
-        doc.source = f"Restored {saved.n_scored()} saved labels from {store.location.name}"
-    elif auto_hypnogram and (sibling := find_sibling_hypnogram(path)) is not None:
+        state = None
+    if state is not None and not state.from_seed:
+        hyp = state.hypnogram
+        events = unsaved_events(store.audit, audit_end=state.audit_end, saved=state.saved,
+                                has_sidecar=True)
+        session_fp: str | None = state.fingerprint
+    else:
+        # No sidecar of ours: every audit line of a session on this recording is unsaved.
+        hyp = state.hypnogram if state is not None else Hypnogram.unscored(
+            n, EPOCH_LENGTH, 0.0, scorer=user)
+        events, session_fp = store.audit.read(), None
+    n_saved = hyp.n_scored() if state is not None else 0
+    recovery = replay_events(hyp, events, fingerprint=store.fingerprint,
+                             session_fingerprint=session_fp)
+    session = ScoringSession(hyp, store, user, read_only=read_only)
+    session.adopt_recovery(recovery)
+    doc = Document(recording, session, store, [], recovery=recovery)
+    path = recording.path
+    if state is not None:
+        doc.source = f"Restored {n_saved} saved labels from {store.location.name}"
+        if recovery.changes:
+            doc.source += f", and {recovery.n_epochs} from the audit trail"
+    elif recovery.changes:
+        k = recovery.n_epochs
+        doc.source = f"Recovered {k} label{'s' if k != 1 else ''} from the audit trail"
+    elif auto_hypnogram and read_only is None and (
+            sibling := find_sibling_hypnogram(path)) is not None:
         try:
             doc.import_hypnogram(sibling)
         except HypnogramError as err:  # a bad sibling must never stop the recording opening

@@ -48,6 +48,9 @@ class AuditLog:
         self._dir_synced = False
         #: Number of unreadable (torn) lines the last :meth:`read` skipped.
         self.skipped_lines = 0
+        #: Size of the log after this object's last append (``None`` before the first):
+        #: the sidecar saved next includes every line up to here (see :mod:`.audit_replay`).
+        self.written_end: int | None = None
 
     @property
     def path(self) -> Path:
@@ -74,8 +77,8 @@ class AuditLog:
         # json.dumps escapes newlines inside strings, so one event is always one line.
         return line.encode("utf-8") + b"\n"
 
-    def append(self, event: dict[str, Any]) -> None:
-        """Append one event durably (fsync-ed before returning).
+    def append(self, event: dict[str, Any]) -> int:
+        """Append one event durably (fsync-ed before returning); returns the new end offset.
 
         Parameters
         ----------
@@ -91,9 +94,9 @@ class AuditLog:
         OSError
             If the file cannot be written.
         """
-        self.append_many([event])
+        return self.append_many([event])
 
-    def append_many(self, events: Iterable[dict[str, Any]]) -> None:
+    def append_many(self, events: Iterable[dict[str, Any]]) -> int:
         """Append several events with a single write and a single fsync.
 
         A batch (e.g. an import touching 2,000 epochs) would take seconds with one fsync
@@ -104,10 +107,17 @@ class AuditLog:
         ----------
         events : iterable of dict
             As for :meth:`append`.
+
+        Returns
+        -------
+        int
+            The size of the log after the write: the offset where the next event will start.
+            A sidecar records it (``audit_end``) so that on open the lines it does not
+            include yet are exactly those after it (see :mod:`.audit_replay`).
         """
         data = b"".join(self._encode(e) for e in events)
         if not data:
-            return
+            return self.size()
         self._path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._path, os.O_RDWR | os.O_APPEND | os.O_CREAT
                      | getattr(os, "O_BINARY", 0), 0o666)
@@ -127,13 +137,23 @@ class AuditLog:
                 n = os.write(fd, view)
                 view = view[n:]
             os.fsync(fd)
+            end = os.fstat(fd).st_size
         finally:
             os.close(fd)
+        self.written_end = end
         if not self._dir_synced:
             # The file's directory entry must be durable too, or a power loss right after
             # the first append could lose the whole (new) file.
             fsync_directory(self._path.parent)
             self._dir_synced = True
+        return end
+
+    def size(self) -> int:
+        """Bytes in the log (0 when it does not exist)."""
+        try:
+            return self._path.stat().st_size
+        except FileNotFoundError:
+            return 0
 
     # ------------------------------------------------------------------ reading
     def read(self) -> list[dict[str, Any]]:
@@ -142,11 +162,37 @@ class AuditLog:
         Lines that are not a complete JSON object (a torn write from a crash) are skipped
         and counted in :attr:`skipped_lines`.
         """
-        self.skipped_lines = 0
         try:
             raw = self._path.read_bytes()
         except FileNotFoundError:
-            return []
+            raw = b""
+        return self._parse(raw)
+
+    def read_from(self, offset: int) -> list[dict[str, Any]] | None:
+        """The events that start at byte ``offset`` or later, oldest first.
+
+        Returns ``None`` (rather than guessing) when ``offset`` does not fit this log: past
+        its end, or not at the start of a line, as when the log was replaced or truncated.
+        """
+        if not isinstance(offset, int) or offset < 0:
+            raise ValueError(f"Invalid value for the 'offset' parameter: it must be a byte "
+                             f"offset >= 0, but got {offset!r} instead.")
+        try:
+            with open(self._path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if offset > size:
+                    return None
+                if offset:
+                    f.seek(offset - 1)
+                    if f.read(1) != b"\n":
+                        return None
+                raw = f.read()
+        except FileNotFoundError:
+            return None if offset else []
+        return self._parse(raw)
+
+    def _parse(self, raw: bytes) -> list[dict[str, Any]]:
+        self.skipped_lines = 0
         events: list[dict[str, Any]] = []
         for line in raw.split(b"\n"):
             if not line.strip():

@@ -12,9 +12,11 @@ name (a re-exported EDF, a file replaced by a colleague).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from eegvlm_desktop.core.atomic import (TEMP_SUFFIX, atomic_write_text, cleanup_
 from eegvlm_desktop.core.errors import StorageError
 from eegvlm_desktop.core.hypnogram.hypnogram import Hypnogram
 from eegvlm_desktop.core.scoring.history import AuditLog, utc_now_iso
+from eegvlm_desktop.core.scoring.label_lock import LabelLock
 
 SIDECAR_FORMAT = "eegvlm-labels"
 SIDECAR_VERSION = 1
@@ -33,6 +36,32 @@ AUDIT_SUFFIX = ".eegvlm-audit.jsonl"
 APP_NAME = "eegvlm-desktop"
 #: Bytes of the recording hashed by :func:`recording_fingerprint`.
 FINGERPRINT_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class SavedLabels:
+    """A sidecar as read: the labels and what says how current they are.
+
+    Attributes
+    ----------
+    hypnogram : Hypnogram
+    saved : str
+        When the sidecar was written (ISO UTC; ``''`` if absent).
+    audit_end : int or None
+        Bytes of the audit trail these labels include (``None`` in sidecars of older
+        versions); later audit lines are replayed on open (:mod:`.audit_replay`).
+    fingerprint : str
+        The recording fingerprint stored with the labels.
+    from_seed : bool
+        Read from the read-only sidecar beside the recording (see :class:`LabelStore`),
+        whose ``audit_end`` counts another audit file than the store's.
+    """
+
+    hypnogram: Hypnogram
+    saved: str
+    audit_end: int | None
+    fingerprint: str
+    from_seed: bool = False
 
 
 class SidecarMismatchError(StorageError):
@@ -160,6 +189,8 @@ class LabelStore:
         self._verified = False
         #: Where a mismatched or unreadable sidecar was moved by the last save, if any.
         self.set_aside_path: Path | None = None
+        #: The lock this process holds on the labels (see :meth:`acquire_lock`), if any.
+        self.lock: LabelLock | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -243,8 +274,8 @@ class LabelStore:
         return f"<LabelStore {str(self._location)!r} ({where})>"
 
     # ------------------------------------------------------------------ reading
-    def _read(self, path: Path) -> tuple[str, Hypnogram]:
-        """Parse a sidecar; returns (stored fingerprint, hypnogram). Raises StorageError."""
+    def _read(self, path: Path) -> SavedLabels:
+        """Parse a sidecar. Raises StorageError."""
         try:
             raw = path.read_bytes()
         except OSError as err:
@@ -271,10 +302,18 @@ class LabelStore:
             hyp = Hypnogram.from_dict(doc["hypnogram"])
         except (KeyError, TypeError, ValueError, IndexError) as err:
             raise StorageError(f"{damaged} (bad 'hypnogram': {err})") from err
-        return str(doc.get("fingerprint", "")), hyp
+        end = doc.get("audit_end")
+        return SavedLabels(hyp, str(doc.get("saved") or ""),
+                           end if isinstance(end, int) and end >= 0 else None,
+                           str(doc.get("fingerprint", "")))
 
     def load(self) -> Hypnogram | None:
-        """The saved labels, or ``None`` when there are none yet.
+        """The saved labels, or ``None`` when there are none yet (see :meth:`load_state`)."""
+        state = self.load_state()
+        return None if state is None else state.hypnogram
+
+    def load_state(self) -> SavedLabels | None:
+        """The saved sidecar, or ``None`` when there is none yet.
 
         Raises
         ------
@@ -290,17 +329,18 @@ class LabelStore:
                 self._verified = True
                 return None
             path = self._seed  # read-only labels next to the recording
-        stored, hyp = self._read(path)
-        if stored != self._fingerprint:
+        state = self._read(path)
+        if state.fingerprint != self._fingerprint:
             raise SidecarMismatchError(
                 f"The labels in {path} belong to a different version of "
                 f"{self._recording} (the recording's size or header changed since they were "
                 f"saved). They were not loaded. If you continue, new labels are saved and the "
                 f"old file is kept as a backup.",
-                stored, self._fingerprint, hyp)
+                state.fingerprint, self._fingerprint, state.hypnogram)
         if path == self._location:
             self._verified = True
-        return hyp
+            return state
+        return dataclasses.replace(state, from_seed=True)
 
     # ------------------------------------------------------------------ writing
     def _set_aside_foreign(self) -> None:
@@ -313,8 +353,7 @@ class LabelStore:
         if not self._location.exists():
             return
         try:
-            stored, _ = self._read(self._location)
-            if stored == self._fingerprint:
+            if self._read(self._location).fingerprint == self._fingerprint:
                 return
         except StorageError:
             pass
@@ -324,7 +363,7 @@ class LabelStore:
         fsync_directory(self._location.parent)
         self.set_aside_path = backup
 
-    def to_json(self, hyp: Hypnogram) -> str:
+    def to_json(self, hyp: Hypnogram, audit_end: int | None = None) -> str:
         """The sidecar document for ``hyp`` as JSON text."""
         doc = {
             "format": SIDECAR_FORMAT,
@@ -332,6 +371,8 @@ class LabelStore:
             "fingerprint": self._fingerprint,
             "recording": self._recording,
             "saved": utc_now_iso(),
+            # An older reader ignores this key, so the format version stays 1.
+            **({} if audit_end is None else {"audit_end": int(audit_end)}),
             "hypnogram": hyp.to_dict(),
         }
         # Compact: the sidecar is rewritten on every keypress, and a 1,000-epoch night with
@@ -342,14 +383,19 @@ class LabelStore:
     def save(self, hyp: Hypnogram) -> None:
         """Write the whole sidecar atomically; on return the labels are on disk.
 
+        The sidecar records how much of the audit trail it includes: everything this
+        store's :attr:`audit` has appended so far (the session appends before it saves).
+
         Raises
         ------
         StorageError
-            If the file cannot be written; the previous sidecar is then still intact.
+            If the file cannot be written, or this process no longer holds the lock it
+            took (:meth:`check_lock`); the previous sidecar is then still intact.
         """
         if not isinstance(hyp, Hypnogram):
             raise TypeError(f"'hyp' must be a Hypnogram, got {type(hyp).__name__}.")
-        text = self.to_json(hyp)
+        self.check_lock()
+        text = self.to_json(hyp, self._audit.written_end)
         try:
             if not self._verified:
                 self._set_aside_foreign()
@@ -361,6 +407,50 @@ class LabelStore:
             ) from err
         self._verified = True
 
+    # ------------------------------------------------------------------ locking
+    @property
+    def lock_path(self) -> Path:
+        """The lock file beside the sidecar (see :mod:`.label_lock`)."""
+        return LabelLock.path_for(self._location)
 
-__all__ = ["LabelStore", "SidecarMismatchError", "recording_fingerprint", "folder_is_writable",
-           "fallback_folder", "SIDECAR_SUFFIX", "AUDIT_SUFFIX", "TEMP_SUFFIX"]
+    def acquire_lock(self, user: str) -> LabelLock:
+        """Take the lock on these labels for this process (see :class:`LabelLock`).
+
+        Raises
+        ------
+        LabelsLockedError
+            (a StorageError) Another live window holds it.
+        StorageError
+            The lock file cannot be created (its folder is not writable).
+        """
+        try:
+            self.lock = LabelLock.acquire(self.lock_path, user=user)
+        except OSError as err:
+            raise StorageError(f"Could not create the lock file {self.lock_path}: "
+                               f"{err.strerror or err}.") from err
+        return self.lock
+
+    def check_lock(self, renew: bool = False) -> None:
+        """Before a write: raise StorageError if the lock taken here is no longer ours.
+
+        Also renews the lock's heartbeat when one is due, or now with ``renew`` (the
+        window's timer). Does nothing for a store that never took a lock (tools and tests
+        that write sidecars directly).
+        """
+        if self.lock is None:
+            return
+        self.lock.verify()
+        try:
+            self.lock.refresh(force=renew)
+        except OSError as err:
+            raise StorageError(f"Could not renew the lock file {self.lock.path}: "
+                               f"{err.strerror or err}.") from err
+
+    def release_lock(self) -> None:
+        """Give the lock up (the night is closed); never raises."""
+        if self.lock is not None:
+            self.lock.release()
+
+
+__all__ = ["LabelStore", "SidecarMismatchError", "SavedLabels", "recording_fingerprint",
+           "folder_is_writable", "fallback_folder", "SIDECAR_SUFFIX", "AUDIT_SUFFIX", "TEMP_SUFFIX"]

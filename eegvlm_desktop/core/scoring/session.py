@@ -21,8 +21,9 @@ from __future__ import annotations
 import operator
 from typing import Any, Iterable, Sequence
 
-from eegvlm_desktop.core.errors import StorageError
+from eegvlm_desktop.core.errors import ReadOnlyError, StorageError
 from eegvlm_desktop.core.hypnogram.hypnogram import PROVENANCES, Change, Hypnogram
+from eegvlm_desktop.core.scoring.audit_replay import Recovery
 from eegvlm_desktop.core.scoring.history import utc_now_iso
 from eegvlm_desktop.core.scoring.label_store import LabelStore
 from eegvlm_desktop.core.scoring.undo import UndoStack
@@ -41,6 +42,11 @@ class ScoringSession:
         Where the labels and audit trail are persisted.
     user : str
         Who is scoring; written to every audit line.
+    read_only : str or None
+        Why the labels may not be changed here (e.g. another window is scoring the night);
+        ``None`` for a normal session. A read-only session writes nothing, not even the
+        ``"open"`` audit line, and every change raises :class:`ReadOnlyError` with this
+        reason before anything changes.
 
     Notes
     -----
@@ -50,7 +56,8 @@ class ScoringSession:
     :meth:`flush`. :attr:`has_unsaved` tells the GUI to show a "not saved" warning meanwhile.
     """
 
-    def __init__(self, hypnogram: Hypnogram, store: LabelStore, user: str) -> None:
+    def __init__(self, hypnogram: Hypnogram, store: LabelStore, user: str,
+                 read_only: str | None = None) -> None:
         if not isinstance(hypnogram, Hypnogram):
             raise TypeError(f"'hypnogram' must be a Hypnogram, got {type(hypnogram).__name__}.")
         if not isinstance(store, LabelStore):
@@ -64,6 +71,9 @@ class ScoringSession:
         self._undo = UndoStack()
         self._pending_events: list[dict[str, Any]] = []
         self._dirty = False
+        self._read_only = read_only
+        if read_only is not None:
+            return
         self._pending_events.append({
             "time": utc_now_iso(), "event": "open", "user": user,
             "recording": store.recording, "fingerprint": store.fingerprint,
@@ -109,16 +119,27 @@ class ScoringSession:
         return self._undo.redo_label
 
     @property
+    def read_only(self) -> str | None:
+        """Why these labels cannot be changed here, or ``None`` when they can."""
+        return self._read_only
+
+    @property
     def has_unsaved(self) -> bool:
         """True after a failed save until a later save succeeds."""
         return self._dirty or bool(self._pending_events)
 
     # ------------------------------------------------------------------ editing
+    def _refuse_if_read_only(self) -> None:
+        if self._read_only is not None:
+            raise ReadOnlyError(f"These labels are open read-only: {self._read_only} Nothing "
+                                f"was changed.")
+
     def _validate(self, indices: Iterable[int], stage: str | Sequence[str],
                   source: str) -> list[int]:
         """Check everything up front: ``set_stages`` validates epoch by epoch while it
         writes, so a bad index late in the list would leave earlier epochs changed but
         neither undoable nor saved."""
+        self._refuse_if_read_only()
         try:
             idx = [operator.index(i) for i in indices]
         except TypeError as err:
@@ -182,6 +203,7 @@ class ScoringSession:
 
     def undo(self) -> list[Change]:
         """Revert the last action; returns the changes made (``[]`` if nothing to undo)."""
+        self._refuse_if_read_only()
         batch = self._undo.undo()
         if batch is None:
             return []
@@ -191,6 +213,7 @@ class ScoringSession:
 
     def redo(self) -> list[Change]:
         """Re-apply the last undone action; returns the changes made (``[]`` if none)."""
+        self._refuse_if_read_only()
         batch = self._undo.redo()
         if batch is None:
             return []
@@ -220,6 +243,7 @@ class ScoringSession:
         """
         if not isinstance(hyp, Hypnogram):
             raise TypeError(f"'hyp' must be a Hypnogram, got {type(hyp).__name__}.")
+        self._refuse_if_read_only()
         if hyp.n_epochs != self._hyp.n_epochs or hyp.epoch_length != self._hyp.epoch_length:
             raise ValueError(
                 f"The new hypnogram has {hyp.n_epochs} epochs of {hyp.epoch_length:g} s but "
@@ -239,6 +263,27 @@ class ScoringSession:
         })
         self._record(changes, "import")
         return changes
+
+    def adopt_recovery(self, recovery: Recovery) -> None:
+        """Save labels that were replayed from the audit trail on open.
+
+        Their audit lines are already in the trail, so only one ``"replay"`` line is added
+        (which epochs, how many); then the sidecar is rewritten so that it includes them.
+        Like opening, this never raises: a failed save stays pending and is retried (and
+        reported) with the next change.
+        """
+        if not recovery.changes or self._read_only is not None:
+            return
+        self._pending_events.append({
+            "time": utc_now_iso(), "event": "replay", "user": self._user,
+            "epochs": sorted({c.index for c in recovery.changes}),
+            "n_changes": len(recovery.changes), "skipped": recovery.skipped,
+        })
+        self._dirty = True
+        try:
+            self.flush()
+        except StorageError:
+            pass
 
     # ------------------------------------------------------------------ persistence
     def _record(self, changes: Sequence[Change], action: str,
@@ -261,6 +306,9 @@ class ScoringSession:
     def _flush_events(self) -> None:
         if not self._pending_events:
             return
+        # A lock taken over by another window: write nothing, not even the trail (lines
+        # after the new owner's sidecar would be replayed into its labels on the next open).
+        self._store.check_lock()
         try:
             self._store.audit.append_many(self._pending_events)
         except OSError as err:
@@ -276,6 +324,8 @@ class ScoringSession:
         StorageError
             If either cannot be written; what was not written stays pending.
         """
+        if self._read_only is not None:
+            return
         self._flush_events()
         if self._dirty:
             self._store.save(self._hyp)

@@ -11,7 +11,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject
 
-from eegvlm_desktop.core.errors import StorageError
+from eegvlm_desktop.core.errors import ReadOnlyError, StorageError
 from eegvlm_desktop.core.scoring.document import Document
 from eegvlm_desktop.core.scoring.navigation import Navigation
 from eegvlm_desktop.core.stages import UNS
@@ -57,6 +57,9 @@ class ScoringController(QObject):
         """
         try:
             return change()
+        except ReadOnlyError as err:  # nothing changed: not a failed save, a refusal
+            self.alert("Labels cannot be changed here", str(err))
+            return None
         except StorageError as err:
             self.on_change_done()
             self.alert("Labels NOT saved", str(err))
@@ -71,9 +74,11 @@ class ScoringController(QObject):
         if self.doc is None:
             return
         doc, epoch = self.doc, self.nav.epoch
-        # Even when saving failed the label is applied (and retried), so advance as usual.
+        # Even when saving failed the label is applied (and retried), so advance as usual;
+        # a read-only night changed nothing, so the scorer stays on the epoch.
         self.apply(lambda: doc.session.label([epoch], stage))
-        self.nav.advance()
+        if doc.read_only is None:
+            self.nav.advance()
 
     def undo(self) -> None:
         if self.doc is not None:
