@@ -20,9 +20,9 @@ from eegvlm_desktop.core.picture.rendering import render_night
 from eegvlm_desktop.core.recording.montage import pick_roles
 from eegvlm_desktop.core.scoring.document import Document
 from eegvlm_desktop.core.scoring.navigation import Navigation
-from eegvlm_desktop.core.staging.attention_map import channel_attention, window_span
 from eegvlm_desktop.core.staging.model_card import read_manifest_json, trained_on
 from eegvlm_desktop.core.staging.model_layer import ModelLayer
+from eegvlm_desktop.gui.controllers.explain import ExplainActions
 from eegvlm_desktop.gui.controllers.finetune import LoopController
 from eegvlm_desktop.gui.controllers.review import ExpertActions
 from eegvlm_desktop.gui.panels.agreement_panel import AgreementPanel
@@ -56,7 +56,7 @@ class ModelPanels:
     finetune: FinetunePanel
 
 
-class ModelController(ExpertActions, QObject):
+class ModelController(ExplainActions, ExpertActions, QObject):
     """The model side of the scoring window.
 
     Parameters
@@ -390,60 +390,6 @@ class ModelController(ExpertActions, QObject):
             self._refresh()
             if self.nav.epoch in indices:
                 self._show_epoch_header()
-
-    # ----------------------------------------------------------------- explanations
-    def explain(self) -> None:
-        if not self._ensure_loaded():
-            return
-        self._explain_later.cancel()
-        self.explanation = None
-        self._explaining = True
-        self.epoch_panel.start_reasoning()
-        self.worker.explain(self.nav.epoch)
-
-    def _on_text(self, epoch: int, text: str) -> None:
-        if epoch == self.nav.epoch:
-            self.epoch_panel.stream_text(text)
-
-    def _on_explained(self, epoch: int, image: np.ndarray, ex) -> None:
-        self._explaining = False
-        if epoch != self.nav.epoch:
-            return
-        self.explanation, self.explained_epoch = ex, epoch
-        self.epoch_panel.set_image(image)
-        self.epoch_panel.set_explanation(ex)
-        self._show_map(ex.answer_map)
-
-    def _on_explain_failed(self, message: str) -> None:
-        self._explaining = False
-        if not self._load_failed:
-            self.epoch_panel.stream_text(f"No explanation: {message}")
-
-    def _on_step(self, k: int) -> None:
-        ex = self.explanation
-        if ex is not None:
-            self._show_map(ex.answer_map if k < 0 or k >= len(ex.step_maps) else ex.step_maps[k])
-
-    def _show_map(self, att: np.ndarray) -> None:
-        doc = self.doc
-        self._shown_map = att
-        # The spectrogram strip's attention is folded into the EEG channel it was made from.
-        lanes = channel_attention(att, self.roles).merged()
-        start, length = window_span(self.nav.epoch, doc.hypnogram.epoch_length)
-        self.signal_view.set_attention(start, length, lanes, self.opacity)
-
-    def set_attention_visible(self, on: bool) -> None:
-        self.attention_on = bool(on)
-        act = self.actions.get("toggle_attention")
-        if act is not None and act.isChecked() != self.attention_on:
-            act.setChecked(self.attention_on)
-        self.signal_view.set_attention_visible(self.attention_on)
-        self.epoch_panel.set_overlay_visible(self.attention_on)
-
-    def _on_opacity(self, value: float) -> None:
-        self.opacity = float(value)
-        if self.explanation is not None and self._shown_map is not None:
-            self._show_map(self._shown_map)
 
     def shutdown(self) -> bool:
         self._explain_later.cancel()

@@ -171,7 +171,7 @@ def test_a_model_without_night_context_stages_each_epoch_alone(opened, qtbot, tm
     from pathlib import Path
 
     w = opened
-    src = Path(__file__).resolve().parents[2] / "model_weights" / "default"
+    src = Path(__file__).resolve().parents[3] / "model_weights" / "default"
     old = tmp_path / "older-model"
     shutil.copytree(src, old)
     manifest = json.loads((old / "MANIFEST.json").read_text())

@@ -1,0 +1,1 @@
+"""Tests of eegvlm_desktop.gui.panels."""
