@@ -131,6 +131,8 @@ class CohortStager:
                             f"{n} complete 30-s epochs.")
             return
         x = recording.get_data([pick], 0, int(round(n * 30.0 * recording.sfreq)))[0] * 1e-6
+        # Gaps of an EDF+D file read as NaN; YASA's filters would spread them over the night.
+        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
         raw = mne.io.RawArray(x[None], mne.create_info(["EEG"], recording.sfreq, ["eeg"]),
                               verbose="error")
         if recording.sfreq < YASA_MIN_RATE:
@@ -193,7 +195,7 @@ class CohortStager:
             return ev
         try:
             self._rsn(recording, picks, ev)
-        except (ValueError, RuntimeError) as err:
+        except Exception as err:  # noqa: BLE001 - an optional stager never stops staging
             ev.notes.append(f"RobustSleepNet left out: {err}")
         if should_stop():
             return ev
@@ -204,7 +206,8 @@ class CohortStager:
             return ev
         try:
             self._yasa(recording, pick, ev)
-        except (ValueError, RuntimeError, KeyError, AssertionError) as err:
-            # YASA validates with assert (e.g. its own minimum length); say so, do not crash.
-            ev.notes.append(f"YASA left out: {err}")
+        except Exception as err:  # noqa: BLE001 - an optional stager never stops staging
+            # YASA validates with assert (e.g. its own minimum length), pandas and numpy raise
+            # their own types: whatever it is, say so and pool without YASA.
+            ev.notes.append(f"YASA left out: {err or type(err).__name__}")
         return ev

@@ -74,3 +74,14 @@ def test_excluded_channels_and_cancel(stager, tmp_path) -> None:
     eeg = {roles["eeg_frontal"], roles["eeg_central"], roles["eeg_occipital"], roles["eog"]}
     ev = stager.evidence(rec, roles, exclude=eeg)
     assert not ev.log_proba and any("no usable" in n for n in ev.notes)
+
+
+def test_a_failing_stager_is_left_out_with_a_note(stager, tmp_path, monkeypatch):
+    rec, roles = _open(write_edf(tmp_path / "n.edf", duration_s=600.0))
+
+    def broken(*_a, **_k):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(stager, "_yasa", broken)
+    ev = stager.evidence(rec, roles)
+    assert set(ev.log_proba) == {"rsn"} and any("YASA left out: boom" in n for n in ev.notes)
