@@ -19,6 +19,14 @@ class ExplainActions:
     by :class:`ModelController`)."""
 
     def explain(self) -> None:
+        reason = getattr(self, "unscorable", {}).get(self.nav.epoch)
+        if reason:
+            # The quality gate gave this epoch no stage: reasoning about it would be made up.
+            self._explain_later.cancel()
+            self.explanation = None
+            self.epoch_panel.start_reasoning()
+            self.epoch_panel.stream_text(f"No explanation: this epoch is unscorable ({reason}).")
+            return
         if not self._ensure_loaded():
             return
         self._explain_later.cancel()

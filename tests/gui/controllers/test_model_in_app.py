@@ -92,6 +92,20 @@ def test_explain_shows_reasoning_and_attention_on_the_traces(opened, qtbot):
     assert w.model.explanation is None and not w.signal_view.attention_rects()
 
 
+def test_no_reasoning_for_an_unscorable_epoch(opened, qtbot):
+    w = opened
+    stage_night(w, qtbot)
+    w.model.unscorable = {6: "EEG Fpz-Cz: flat (0.02 µV RMS)"}  # as the quality gate reports
+    w.goto_epoch(6)
+    qtbot.waitUntil(lambda: w.model.epoch_panel.epoch == 6, timeout=5000)
+    with qtbot.assertNotEmitted(w.model.worker.explained, wait=300):
+        key(qtbot, w, Qt.Key.Key_E)
+    panel = w.model.epoch_panel
+    assert panel.stream.toPlainText() == ("No explanation: this epoch is unscorable "
+                                          "(EEG Fpz-Cz: flat (0.02 µV RMS)).")
+    assert w.model.explanation is None
+
+
 def test_bad_model_folder_is_a_clear_error(opened, qtbot, errors, tmp_path):
     w = opened
     bad = tmp_path / "broken-model"
