@@ -100,9 +100,11 @@ class CohortStager:
         import torch
 
         t0 = time.perf_counter()
-        data = recording.get_data(picks)
         n = recording.n_epochs(30.0)
-        spec = preprocess(list(data), [recording.sfreq] * len(picks))[:n]
+        # One channel at a time: the pipeline is per channel, and a 24-h night at 256 Hz is
+        # ~180 MB per channel in float64 before it is resampled to 60 Hz.
+        spec = np.concatenate([preprocess([recording.get_data([i])[0]], [recording.sfreq])[:n]
+                               for i in picks], axis=1)
         # Small GRUs over many short windows: torch's second intra-op thread only adds
         # synchronisation (the night took 27-38 s on 2 threads, 3.9 s on 1, this machine).
         threads = torch.get_num_threads()
