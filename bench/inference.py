@@ -37,6 +37,9 @@ def main() -> None:
     from eegvlm_desktop.core.recording.montage import pick_roles
     from eegvlm_desktop.core.recording.recording import read_recording
     from eegvlm_desktop.ml.vlm.explain import explain_epoch
+    from eegvlm_desktop.core.recording.montage import EEG_ROLES
+    from eegvlm_desktop.core.staging.quality_gate import epoch_quality
+    from eegvlm_desktop.ml.cohort import CohortStager
     from eegvlm_desktop.ml.vlm.predict import predict_probs
     from eegvlm_desktop.ml.vlm.tokenizer import encode_prompt
     from eegvlm_desktop.ml.vlm.weights import load_model, read_sequence
@@ -56,6 +59,27 @@ def main() -> None:
     t = time.perf_counter()
     probs = predict_probs(model, images, batch_size=args.batch_size)
     probs_s = time.perf_counter() - t
+    # What whole-night staging adds for a model pooled with cohort stagers: the per-epoch
+    # quality gate and RobustSleepNet + YASA on the whole night. The first call in a process
+    # also pays antropy's eager numba compilation (YASA's features): timed apart.
+    cohort = {}
+    if CohortStager.available(args.model) and "fusion" in manifest:
+        stager = CohortStager(args.model)
+        eeg = sorted({roles[r] for r in EEG_ROLES if roles[r] is not None})
+        t = time.perf_counter()
+        epoch_quality(rec, eeg)
+        gate_s = time.perf_counter() - t
+        t = time.perf_counter()
+        stager.evidence(rec, roles)
+        first_s = time.perf_counter() - t
+        t = time.perf_counter()
+        ev = stager.evidence(rec, roles)
+        warm_s = time.perf_counter() - t
+        night = render_s + probs_s + gate_s + warm_s
+        cohort = {"quality_gate_s": round(gate_s, 2), "first_call_s": round(first_s, 2),
+                  "warm_s": round(warm_s, 2), "per_source_s": ev.seconds,
+                  "whole_night_with_cohort_s": round(night, 2),
+                  "whole_night_with_cohort_epochs_per_s": round(n / night, 1)}
     seq = read_sequence(manifest, args.model)
     context_ms = None
     if seq is not None:
@@ -89,6 +113,7 @@ def main() -> None:
         "stage_probs_epochs_per_s": round(n / probs_s, 1),
         "whole_night_s": round(render_s + probs_s, 2),
         "night_context_decode_ms": context_ms,
+        "cohort_stagers": cohort,
         "reasoning": {"epochs": args.reasoning_epochs,
                       "path": "explain_epoch with the measured evidence (what the app runs "
                               "per explained epoch, attention maps included)",

@@ -97,22 +97,16 @@ class CohortStager:
     def _rsn(self, recording: Any, picks: list[int], ev: CohortEvidence) -> None:
         from .robustsleepnet import predict, preprocess
 
-        import torch
-
         t0 = time.perf_counter()
         n = recording.n_epochs(30.0)
         # One channel at a time: the pipeline is per channel, and a 24-h night at 256 Hz is
         # ~180 MB per channel in float64 before it is resampled to 60 Hz.
         spec = np.concatenate([preprocess([recording.get_data([i])[0]], [recording.sfreq])[:n]
                                for i in picks], axis=1)
-        # Small GRUs over many short windows: torch's second intra-op thread only adds
-        # synchronisation (the night took 27-38 s on 2 threads, 3.9 s on 1, this machine).
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            lp = predict(self.rsn, spec)["log_proba"].astype(np.float64)
-        finally:
-            torch.set_num_threads(threads)
+        # The caller's torch threads (the app's worker uses all cores but one). Measured on
+        # this 2-core machine, idle: 2.6 s on one thread, 1.35 s on two; with the cores
+        # oversubscribed by other processes two threads collapsed to 27-38 s.
+        lp = predict(self.rsn, spec)["log_proba"].astype(np.float64)
         # The mean of log-softmax over windows is a geometric mean: renormalise so that the
         # epoch panel shows probabilities that add up to 1 (the pooled answer is unchanged).
         lp -= np.log(np.exp(lp).sum(axis=1, keepdims=True))
