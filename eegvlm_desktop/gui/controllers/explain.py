@@ -14,12 +14,12 @@ from eegvlm_desktop.core.staging.attention_map import channel_attention, window_
 
 
 class ExplainActions:
-    """Mixin: needs ``nav``, ``doc``, ``roles``, ``worker``, ``epoch_panel``, ``signal_view``,
+    """Mixin: needs ``nav``, ``doc``, ``roles``, ``unscorable``, ``worker``, ``epoch_panel``, ``signal_view``,
     ``actions``, ``opacity``, ``explanation``, ``_explain_later`` and ``_ensure_loaded`` (all set
     by :class:`ModelController`)."""
 
     def explain(self) -> None:
-        reason = getattr(self, "unscorable", {}).get(self.nav.epoch)
+        reason = self.unscorable.get(self.nav.epoch)
         if reason:
             # The quality gate gave this epoch no stage: reasoning about it would be made up.
             self._explain_later.cancel()

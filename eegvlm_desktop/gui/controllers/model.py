@@ -99,6 +99,9 @@ class ModelController(ExplainActions, ExpertActions, QObject):
         self.roles: dict[str, int | None] = {}
         self.explanation: Any = None
         self.explained_epoch: int | None = None
+        self.sources: dict[str, np.ndarray] = {}  # per-source answers of the last run
+        self.unscorable: dict[int, str] = {}  # epochs the quality gate gave no stage
+        self._context_default_of: str | None = None  # model whose context default was applied
         self.attention_on = True
         self.auto_explain = True
         self._image_request = 0
@@ -195,8 +198,7 @@ class ModelController(ExplainActions, ExpertActions, QObject):
         doc.hypnogram.changed.connect(self.on_labels_changed)
         name = self.model_panel.folder() or ""
         self.layer = ModelLayer(doc.hypnogram.n_epochs, name)
-        self.sources: dict[str, np.ndarray] = {}  # per-source answers of the last run
-        self.unscorable: dict[int, str] = {}  # epochs the quality gate gave no stage
+        self.sources, self.unscorable = {}, {}  # the last run's, of another night
         self.layer.changed.connect(self._on_layer_changed)
         self.roles = pick_roles(doc.recording.ch_names, doc.recording.ch_types)
         self.explanation = self.explained_epoch = None
@@ -302,8 +304,8 @@ class ModelController(ExplainActions, ExpertActions, QObject):
         if report.notes:
             text += " " + " ".join(dict.fromkeys(report.notes))
         self.model_panel.set_finished(text)
-        self.sources = dict(getattr(report, "sources", {}) or {})
-        self.unscorable = dict(getattr(report, "unscorable", {}) or {})
+        self.sources = dict(report.sources)
+        self.unscorable = dict(report.unscorable)
         self._show_epoch_header()
         if self.layer is not None and self.doc is not None:
             # Re-sort the queue now that the run is complete; reviewed marks are kept.

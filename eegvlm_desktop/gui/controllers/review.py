@@ -15,7 +15,8 @@ from eegvlm_desktop.core.staging.review import acceptance, needs_a_look
 
 class ExpertActions:
     """Mixin: needs ``nav``, ``doc``, ``layer``, ``worker``, ``review_panel``, ``actions``,
-    ``notify`` and ``apply_change`` (all set by :class:`ModelController`)."""
+    ``notify``, ``apply_change`` and ``_context_default_of`` (all set by
+    :class:`ModelController`)."""
 
     def set_night_context(self, on: bool) -> None:
         """Stages with night context (the model's transition model) or each epoch alone."""
@@ -35,7 +36,7 @@ class ExpertActions:
                 seq = night_context(manifest)
             except EEGVLMError:
                 seq = None  # the folder changed on disk since it loaded; stage without
-        if manifest is not None and getattr(self, "_context_default_of", None) != info["folder"]:
+        if manifest is not None and self._context_default_of != info["folder"]:
             # Once per loaded model: a model pooled with cohort stagers says context is off
             # by default (they read the neighbours already); the scorer's toggle wins after.
             self._context_default_of = info["folder"]
