@@ -55,12 +55,16 @@ class CohortEvidence:
         Why a source is missing or what was done to the input (resampling), for the user.
     seconds : dict
         Wall time per source.
+    embedding : dict
+        ``{"rsn": (n_epochs, 100)}``: RobustSleepNet's sequence embedding, the input of its
+        classifier (what adapting a model to a recording re-fits; :mod:`..core.staging.adapt`).
     """
 
     log_proba: dict[str, np.ndarray] = field(default_factory=dict)
     channels: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    embedding: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class CohortStager:
@@ -106,7 +110,9 @@ class CohortStager:
         # The caller's torch threads (the app's worker uses all cores but one). Measured on
         # this 2-core machine, idle: 2.6 s on one thread, 1.35 s on two; with the cores
         # oversubscribed by other processes two threads collapsed to 27-38 s.
-        lp = predict(self.rsn, spec)["log_proba"].astype(np.float64)
+        out = predict(self.rsn, spec)
+        lp = out["log_proba"].astype(np.float64)
+        ev.embedding["rsn"] = out["sequence_embedding"]
         # The mean of log-softmax over windows is a geometric mean: renormalise so that the
         # epoch panel shows probabilities that add up to 1 (the pooled answer is unchanged).
         lp -= np.log(np.exp(lp).sum(axis=1, keepdims=True))

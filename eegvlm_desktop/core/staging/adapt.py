@@ -1,0 +1,294 @@
+"""Adapt the pooled answer to one lab's recordings from the expert's labels (numpy + scipy).
+
+The app's answer is a log-linear pool (:mod:`.fusion`) of three stagers. RobustSleepNet's
+answer is ``log_softmax(A s + b)`` of its per-epoch sequence embedding ``s`` (the mean over
+the windows that cover the epoch: a mean of log-softmax rows is that, up to a per-epoch
+constant the pool's softmax removes). So the pooled logits are *linear* in
+
+    [log p_image, log p_YASA, s]  ->  a_image * log p_image + a_YASA * log p_YASA
+                                      + a_RSN * (A s + b)
+
+and adapting the model to a recording means fitting that one layer -- RobustSleepNet's
+classifier and the two other pool weights -- with the three stagers' networks frozen.
+What keeps it from forgetting (each measured in ``bench/learning_curve.py``):
+
+* **L2-SP**: the loss is pulled toward the parent's parameters (not toward zero), so a few
+  labels move the layer a little and many labels move it more.
+* **Rehearsal**: the parent's own fusion-training epochs (shipped with the model) are mixed
+  in with a fixed weight, so every stage stays represented however one-sided the
+  corrections are; the class biases stay the parent's (the stage balance of the parent).
+* **A guard**: the strength of the pull is chosen by cross-validation over contiguous time
+  blocks of the labelled epochs (fit on the others, score the next stretch of the night),
+  and the parent is kept unless a candidate predicts the held-out stretches better.
+
+Everything is plain numpy and a small L-BFGS problem: under a second on two cores.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from eegvlm_desktop.core.stages import STAGES
+
+#: The pool weights an adaptation may change (RobustSleepNet's is folded into its layer).
+POOL_SOURCES = ("vlm", "yasa")
+#: Candidate strengths of the pull toward the parent (``lam_layer``, ``lam_pool``), from
+#: strongest to weakest. Chosen on SC4001's blocks (bench/learning_curve.py), where weaker
+#: pulls (1.0, 1.0) lost up to 3.6 points on a block's second half.
+STRENGTHS: tuple[tuple[float, float], ...] = ((100.0, 10.0), (10.0, 3.0))
+
+
+class AdaptError(ValueError):
+    """The labels or features cannot be used to adapt the model."""
+
+
+@dataclass
+class HeadData:
+    """Per-epoch inputs of the pooled layer, and the expert's stages when known.
+
+    Attributes
+    ----------
+    vlm, yasa : ndarray (n, 5)
+        Log-probabilities of the image model and of YASA, in :data:`STAGES` order.
+    seq : ndarray (n, d)
+        RobustSleepNet's sequence embedding of each epoch.
+    y : ndarray (n,) of int, optional
+        Expert stage indices into :data:`STAGES`.
+    """
+
+    vlm: np.ndarray
+    yasa: np.ndarray
+    seq: np.ndarray
+    y: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.seq)
+        for name in ("vlm", "yasa"):
+            a = np.asarray(getattr(self, name), dtype=float)
+            if a.shape != (n, len(STAGES)) or not np.isfinite(a).all():
+                raise AdaptError(f"The '{name}' parameter must be finite log-probabilities of "
+                                 f"shape ({n}, {len(STAGES)}), but got shape {a.shape}.")
+            setattr(self, name, a)
+        self.seq = np.asarray(self.seq, dtype=float)
+        if self.seq.ndim != 2 or not np.isfinite(self.seq).all():
+            raise AdaptError(f"The 'seq' parameter must be a finite 2-D array, but got shape "
+                             f"{self.seq.shape}.")
+        if self.y is not None:
+            self.y = np.asarray(self.y, dtype=int)
+            if self.y.shape != (n,) or (n and (self.y.min() < 0 or self.y.max() >= len(STAGES))):
+                raise AdaptError(f"The 'y' parameter must hold {n} stage indices in 0..4, "
+                                 f"but got shape {self.y.shape}.")
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+    def subset(self, idx: Sequence[int] | np.ndarray) -> HeadData:
+        idx = np.asarray(idx, dtype=int)
+        return HeadData(self.vlm[idx], self.yasa[idx], self.seq[idx],
+                        None if self.y is None else self.y[idx])
+
+
+@dataclass
+class Head:
+    """The pooled layer: pool weights of the image model and YASA, and RobustSleepNet's
+    classifier scaled by its pool weight (``layer`` (5, d), ``bias`` (5,))."""
+
+    a_vlm: float
+    a_yasa: float
+    layer: np.ndarray
+    bias: np.ndarray
+
+    @classmethod
+    def from_parent(cls, weights: Mapping[str, float], rsn_weight: np.ndarray,
+                    rsn_bias: np.ndarray) -> Head:
+        """The parent's layer from its fusion weights and RobustSleepNet's classifier."""
+        w = float(weights.get("rsn", 0.0))
+        return cls(float(weights.get("vlm", 0.0)), float(weights.get("yasa", 0.0)),
+                   w * np.asarray(rsn_weight, float), w * np.asarray(rsn_bias, float))
+
+    def logits(self, x: HeadData) -> np.ndarray:
+        return self.a_vlm * x.vlm + self.a_yasa * x.yasa + x.seq @ self.layer.T + self.bias
+
+    def log_proba(self, x: HeadData) -> np.ndarray:
+        z = self.logits(x)
+        z = z - z.max(axis=1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+    def to_vector(self) -> np.ndarray:
+        return np.concatenate([[self.a_vlm, self.a_yasa], self.layer.ravel(), self.bias])
+
+    def with_vector(self, v: np.ndarray) -> Head:
+        d = self.layer.shape[1]
+        n = len(STAGES)
+        return Head(float(v[0]), float(v[1]), v[2:2 + n * d].reshape(n, d).copy(),
+                    v[2 + n * d:].copy())
+
+    def rsn_classifier(self, rsn_pool_weight: float) -> tuple[np.ndarray, np.ndarray]:
+        """RobustSleepNet's classifier (weight, bias) that, with pool weight
+        ``rsn_pool_weight``, gives this layer -- what an adapted model folder stores."""
+        if not rsn_pool_weight > 0:
+            raise AdaptError(f"The 'rsn_pool_weight' parameter must be > 0, but got "
+                             f"{rsn_pool_weight!r}.")
+        return self.layer / rsn_pool_weight, self.bias / rsn_pool_weight
+
+
+@dataclass
+class AdaptSettings:
+    """How an adaptation is fitted (all stored in the new model's card).
+
+    Attributes
+    ----------
+    strengths : tuple of (float, float)
+        Candidate (layer, pool-weight) pulls toward the parent, strongest first.
+    folds : int
+        Contiguous time blocks of the labelled epochs for the guard's cross-validation.
+    rehearsal_weight : float
+        Weight of the parent's rehearsal epochs in the loss, relative to the new ones.
+    min_epochs : int
+        Fewer labelled epochs than this keep the parent (nothing to cross-validate on).
+    """
+
+    strengths: tuple[tuple[float, float], ...] = STRENGTHS
+    folds: int = 3
+    rehearsal_weight: float = 1.0
+    min_epochs: int = 6
+
+    def validate(self) -> None:
+        if not self.strengths or any(len(s) != 2 or min(s) <= 0 for s in self.strengths):
+            raise AdaptError(f"Invalid value for the 'strengths' parameter: a non-empty list "
+                             f"of (layer, pool) pairs > 0, but got {self.strengths!r}.")
+        if not isinstance(self.folds, int) or self.folds < 2:
+            raise AdaptError(f"Invalid value for the 'folds' parameter: a whole number >= 2, "
+                             f"but got {self.folds!r}.")
+        if not self.rehearsal_weight >= 0:
+            raise AdaptError(f"Invalid value for the 'rehearsal_weight' parameter: a number "
+                             f">= 0, but got {self.rehearsal_weight!r}.")
+        if not isinstance(self.min_epochs, int) or self.min_epochs < 2 * self.folds:
+            raise AdaptError(f"Invalid value for the 'min_epochs' parameter: a whole number "
+                             f">= 2 x folds ({2 * self.folds}), but got {self.min_epochs!r}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"strengths": [list(s) for s in self.strengths], "folds": self.folds,
+                "rehearsal_weight": self.rehearsal_weight, "min_epochs": self.min_epochs}
+
+
+@dataclass
+class AdaptReport:
+    """What the guard chose and why (cross-validated log-loss per candidate)."""
+
+    chosen: str  # "parent" or "layer=..,pool=.."
+    n_epochs: int
+    stage_counts: dict[str, int]
+    cv_log_loss: dict[str, float] = field(default_factory=dict)
+    n_rehearsal: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"chosen": self.chosen, "n_epochs": self.n_epochs,
+                "stage_counts": self.stage_counts, "n_rehearsal": self.n_rehearsal,
+                "cv_log_loss": {k: round(v, 4) for k, v in self.cv_log_loss.items()}}
+
+
+def _loss(parent: Head, new: HeadData, rehearsal: HeadData | None, weight: float,
+          lam: tuple[float, float]) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+    theta0 = parent.to_vector()
+    n_pool = len(POOL_SOURCES)
+    n_layer = parent.layer.size
+    pull = np.concatenate([np.full(n_pool, lam[1]), np.full(n_layer, lam[0]),
+                           np.full(len(STAGES), 1e6)])  # biases stay the parent's
+    sets = [(new, 1.0 / len(new))]
+    if rehearsal is not None and len(rehearsal) and weight > 0:
+        sets.append((rehearsal, weight / len(rehearsal)))
+
+    def f(v: np.ndarray) -> tuple[float, np.ndarray]:
+        head = parent.with_vector(v)
+        total, grad = 0.0, np.zeros_like(v)
+        for x, w in sets:
+            lp = head.log_proba(x)
+            rows = np.arange(len(x))
+            total -= w * lp[rows, x.y].sum()
+            g = np.exp(lp)
+            g[rows, x.y] -= 1.0
+            g *= w
+            grad[0] += (g * x.vlm).sum()
+            grad[1] += (g * x.yasa).sum()
+            grad[2:2 + n_layer] += (g.T @ x.seq).ravel()
+            grad[2 + n_layer:] += g.sum(axis=0)
+        d = v - theta0
+        return total + 0.5 * float((pull * d * d).sum()), grad + pull * d
+    return f
+
+
+def fit_layer(parent: Head, new: HeadData, rehearsal: HeadData | None,
+              lam: tuple[float, float], rehearsal_weight: float = 1.0) -> Head:
+    """One L2-SP fit of the layer on ``new`` (+ rehearsal); pool weights stay >= 0."""
+    from scipy.optimize import minimize  # deferred: scipy.optimize is slow to import
+
+    if new.y is None or rehearsal is not None and rehearsal.y is None:
+        raise AdaptError("The 'new' and 'rehearsal' parameters need expert stages (y).")
+    v0 = parent.to_vector()
+    bounds = [(0.0, None)] * len(POOL_SOURCES) + [(None, None)] * (len(v0) - len(POOL_SOURCES))
+    res = minimize(_loss(parent, new, rehearsal, rehearsal_weight, lam), v0, jac=True,
+                   method="L-BFGS-B", bounds=bounds, options={"maxiter": 300})
+    return parent.with_vector(res.x)
+
+
+def _nll(head: Head, x: HeadData) -> float:
+    return float(-head.log_proba(x)[np.arange(len(x)), x.y].mean())
+
+
+def adapt_layer(parent: Head, new: HeadData, rehearsal: HeadData | None = None,
+                settings: AdaptSettings | None = None,
+                should_stop: Callable[[], bool] = lambda: False) -> tuple[Head, AdaptReport]:
+    """Adapt the pooled layer to labelled epochs, or keep the parent when that is safer.
+
+    Parameters
+    ----------
+    parent : Head
+        The parent model's layer (:meth:`Head.from_parent`).
+    new : HeadData
+        The labelled epochs of the recording(s), **in time order** (the guard's folds are
+        contiguous stretches of them), with ``y``.
+    rehearsal : HeadData, optional
+        The parent's fusion-training epochs, with ``y``.
+    settings : AdaptSettings, optional
+    should_stop : callable
+        Polled between fits; True raises :class:`InterruptedError`.
+
+    Returns
+    -------
+    (Head, AdaptReport)
+        The parent itself when fewer than ``settings.min_epochs`` epochs are labelled or no
+        candidate beats it in cross-validation.
+    """
+    settings = settings or AdaptSettings()
+    settings.validate()
+    if new.y is None:
+        raise AdaptError("The 'new' parameter needs the expert's stages (y).")
+    counts = {s: int((new.y == i).sum()) for i, s in enumerate(STAGES)}
+    report = AdaptReport("parent", len(new), counts,
+                         n_rehearsal=0 if rehearsal is None else len(rehearsal))
+    if len(new) < settings.min_epochs:
+        return parent, report
+    folds = np.array_split(np.arange(len(new)), settings.folds)
+    report.cv_log_loss["parent"] = float(np.mean([_nll(parent, new.subset(f)) for f in folds]))
+    best, best_lam = report.cv_log_loss["parent"], None
+    for lam in settings.strengths:
+        scores = []
+        for f in folds:
+            if should_stop():
+                raise InterruptedError("adaptation cancelled")
+            train = np.setdiff1d(np.arange(len(new)), f)
+            head = fit_layer(parent, new.subset(train), rehearsal, lam,
+                             settings.rehearsal_weight)
+            scores.append(_nll(head, new.subset(f)))
+        key = f"layer={lam[0]:g},pool={lam[1]:g}"
+        report.cv_log_loss[key] = float(np.mean(scores))
+        if report.cv_log_loss[key] < best:
+            best, best_lam, report.chosen = report.cv_log_loss[key], lam, key
+    if best_lam is None:
+        return parent, report
+    if should_stop():
+        raise InterruptedError("adaptation cancelled")
+    return fit_layer(parent, new, rehearsal, best_lam, settings.rehearsal_weight), report
