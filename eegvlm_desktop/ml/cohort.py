@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,7 +88,7 @@ class CohortStager:
         meta = json.loads((root / YASA_META).read_text(encoding="utf-8"))
         self._yasa_classes: list[str] = list(meta["classes"])
         self._yasa_features: list[str] = list(meta["features"])
-        self._booster: Any = None  # loaded on first use: LightGBM parses 7 MB of text
+        self._booster: Any = None  # read on first use: 7 MB of text
 
     @staticmethod
     def available(folder: str | Path) -> bool:
@@ -121,9 +120,10 @@ class CohortStager:
         ev.seconds["rsn"] = round(time.perf_counter() - t0, 3)
 
     def _yasa(self, recording: Any, pick: int, ev: CohortEvidence) -> None:
-        import lightgbm
         import mne
-        import yasa
+
+        from .gbdt_text import TextGBDT
+        from .yasa_features import RATE, eeg_features
 
         t0 = time.perf_counter()
         n = recording.n_epochs(30.0)
@@ -138,18 +138,21 @@ class CohortStager:
         raw = mne.io.RawArray(x[None], mne.create_info(["EEG"], recording.sfreq, ["eeg"]),
                               verbose="error")
         if recording.sfreq < YASA_MIN_RATE:
-            raw.resample(YASA_RATE, verbose="error")
             ev.notes.append(f"YASA reads {name} resampled from {recording.sfreq:g} Hz to "
                             f"{YASA_RATE:g} Hz (it needs at least {YASA_MIN_RATE:g} Hz; nothing "
                             f"above {recording.sfreq / 2:g} Hz is in the signal).")
-        with warnings.catch_warnings():
-            # YASA computes features with pandas/scipy calls that warn on flat stretches;
-            # a flat epoch is caught by the quality gate, not here.
-            warnings.simplefilter("ignore")
-            feats = yasa.SleepStaging(raw, eeg_name="EEG").get_features()
+        if recording.sfreq != RATE:
+            # What yasa.SleepStaging does to its input, with the same MNE call.
+            raw.resample(RATE, npad="auto", verbose="error")
+        # YASA's own features (its numbers, checked in tests/ml/test_yasa_features.py) without
+        # importing YASA: its antropy compiles numba functions on import, ~5 s and ~300 MB.
+        names, feats = eeg_features(raw.get_data(units={"eeg": "uV"})[0])
         if self._booster is None:
-            self._booster = lightgbm.Booster(model_file=str(self._yasa_path))
-        proba = np.asarray(self._booster.predict(feats[self._yasa_features].to_numpy()))
+            # LightGBM's own text model evaluated in numpy (tests/ml/test_gbdt_text.py):
+            # importing lightgbm costs ~1 s and ~150 MB (it imports pandas and sklearn).
+            self._booster = TextGBDT(self._yasa_path)
+        cols = [names.index(f) for f in self._yasa_features]
+        proba = self._booster.predict(feats[:, cols])
         order = [self._yasa_classes.index(s) for s in ("W", "N1", "N2", "N3", "R")]
         proba = proba[:, order]
         if len(proba) < n:  # YASA drops a trailing partial epoch only; pad defensively
