@@ -10,7 +10,7 @@ from eegvlm_desktop import __version__
 
 def make_app():
     """The process's QApplication (created once; pyqtgraph configured for speed)."""
-    import pyqtgraph as pg
+    import pyqtgraph as pg  # (without its CUDA probe: see eegvlm_desktop.gui)
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -40,10 +40,16 @@ def run_app(recording: str | None = None, hypnogram: str | None = None) -> int:
         return 2
     app = make_app()
     from eegvlm_desktop.gui.main_window import MainWindow
+    from eegvlm_desktop.gui.startup import when_exposed
 
     window = MainWindow()
     window.show()
     if recording:
-        if window.open_file(Path(recording)) and hypnogram:
-            window.import_hypnogram(Path(hypnogram))
+        def open_recording() -> None:
+            if window.open_file(Path(recording)) and hypnogram:
+                window.import_hypnogram(Path(hypnogram))
+
+        # Opened from the event loop once the empty window is on screen: the scorer sees
+        # the window at once and the night fills it (issue 18: launch -> window <= 1 s).
+        when_exposed(window, open_recording)
     return app.exec()

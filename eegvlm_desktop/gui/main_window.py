@@ -17,11 +17,10 @@ from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QLabel, QMai
                                QScrollArea, QSplitter, QToolBar, QVBoxLayout, QWidget)
 
 from eegvlm_desktop.core.errors import EEGVLMError, HypnogramFitError, StorageError
-from eegvlm_desktop.core.export.recording import export_hypnogram
-from eegvlm_desktop.core.hypnogram.stats import preload as preload_stats
 from eegvlm_desktop.core.hypnogram.stats import sleep_statistics
 from eegvlm_desktop.core.hypnogram.write import format_from_name
 from eegvlm_desktop.core.recording.display import DisplaySource, default_filter
+from eegvlm_desktop.core.recording.recording import preload_reader
 from eegvlm_desktop.core.scoring.document import EPOCH_LENGTH, Document, default_user, open_document
 from eegvlm_desktop.core.scoring.label_lock import HEARTBEAT_S, LabelsLockedError
 from eegvlm_desktop.core.scoring.navigation import Navigation
@@ -38,6 +37,7 @@ from eegvlm_desktop.gui.panels.review_panel import ReviewPanel
 from eegvlm_desktop.gui.panels.stats_panel import StatsPanel
 from eegvlm_desktop.gui.recent import RecentFiles
 from eegvlm_desktop.gui.shortcuts import STAGE_ACTIONS
+from eegvlm_desktop.gui.startup import when_exposed
 from eegvlm_desktop.gui.throttle import Debounced
 from eegvlm_desktop.gui.views.file_banner import FileBanner
 from eegvlm_desktop.gui.views.hypnogram_view import HypnogramView, format_clock
@@ -61,6 +61,10 @@ EXPORT_FORMATS = {"CSV (*.csv)": "csv", "TSV (*.tsv)": "tsv", "EDF+ annotations 
 
 def _export_job(hyp, path: Path, fmt: str | None, scorer: str) -> Path:
     """Job-worker side of File > Export hypnogram (a bad file name fails as a message)."""
+    # Imported here: the export stack pulls scipy.signal (~0.6 s, ~75 MB) that the window
+    # does not need until the scorer exports (issue 18: launch <= 1 s, RSS <= 200 MB).
+    from eegvlm_desktop.core.export.recording import export_hypnogram
+
     # overwrite=True: the save dialog has already asked before replacing a file.
     return export_hypnogram(hyp, path, fmt=fmt or format_from_name(path), scorer=scorer,
                             overwrite=True)
@@ -97,7 +101,6 @@ class MainWindow(QMainWindow):
         self.worker = JobWorker(parent=self)
         self.worker.jobDone.connect(self._on_job_done)
         self.worker.jobFailed.connect(self._on_job_failed)
-        self.worker.submit("warmup", preload_stats)
         self._stats_request = 0
         # Coalesce fast key presses into one statistics job.
         self._stats_later = Debounced(self._request_stats, 150, self)
@@ -149,6 +152,9 @@ class MainWindow(QMainWindow):
         self._lock_timer.timeout.connect(self._renew_lock)
         restore_or_fit(self, self.settings)
         self._update_enabled()
+        # The recording reader's imports run on the worker once the window is on screen,
+        # not before its first paint (issue 18: launch -> window <= 1 s).
+        when_exposed(self, lambda: self.worker.submit("warmup", preload_reader))
 
     def _dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
         dock = QDockWidget(title, self)

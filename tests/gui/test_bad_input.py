@@ -174,7 +174,7 @@ def test_view_failure_keeps_the_old_night_and_releases_the_new_lock(window, tmp_
 
 
 def test_short_recording_from_the_command_line_is_a_dialog_not_an_abort(tmp_path, errors,
-                                                                        monkeypatch):
+                                                                        monkeypatch, qtbot):
     """``eegvlm gui short.edf`` used to abort (exit 134) inside pyqtgraph."""
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
@@ -191,7 +191,9 @@ def test_short_recording_from_the_command_line_is_a_dialog_not_an_abort(tmp_path
             made.append(self)
 
     monkeypatch.setattr(main_window, "MainWindow", Window)
-    monkeypatch.setattr(QApplication, "exec", lambda *a: 0)  # no event loop to sit in
+    # The night is opened from the event loop once the window is up: run the loop until the
+    # open has been tried (it ends in the error dialog), instead of sitting in it.
+    monkeypatch.setattr(QApplication, "exec", lambda *a: qtbot.waitUntil(lambda: bool(errors)) or 0)
     short = write_edf(tmp_path / "short.edf", duration_s=20.0)
     try:
         assert main(["gui", str(short)]) == 0

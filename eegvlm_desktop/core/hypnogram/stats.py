@@ -1,16 +1,17 @@
-"""Standard sleep statistics (TST, SE, WASO, ...) of a hypnogram, computed by YASA.
+"""Standard sleep statistics (TST, SE, WASO, ...) of a hypnogram, as YASA computes them.
 
-YASA follows the AASM definitions; this module only converts our :class:`Hypnogram` to
-YASA's input, renames YASA's keys to the app's and fills undefined values with NaN.
-
-``yasa.sleep_statistics`` (the integer-array function) is deprecated in YASA 0.8 and emits
-a ``FutureWarning`` on every call; it also reports no wake duration. We use its documented
-replacement, ``yasa.Hypnogram(...).sleep_statistics()``, which takes the same definitions.
+The definitions are YASA 0.8's ``yasa.Hypnogram(...).sleep_statistics()`` (AASM), written
+out here in numpy with the same arithmetic, order of operations and 4-decimal rounding, so
+the numbers are identical (``tests/core/hypnogram/test_stats.py`` compares them with YASA
+on random nights). Why not call YASA: importing it pulls pandas, scikit-learn, matplotlib
+and seaborn into the viewer, ~1.6 s of GIL-holding imports and ~175 MB of resident memory
+for sixteen numbers (issue 18: the viewer must stay under 200 MB before a model loads).
 """
 from __future__ import annotations
 
 import math
-import warnings
+
+import numpy as np
 
 from eegvlm_desktop.core.hypnogram.hypnogram import Hypnogram
 
@@ -38,10 +39,9 @@ STAT_LABELS: dict[str, str] = {
     "%R": "REM (% of TST)",
 }
 
-# Our key -> YASA's key, where they differ.
-_YASA_KEYS = {"W": "WAKE", "R": "REM", "%R": "%REM"}
-# Our stage labels -> YASA's canonical 5-stage labels (ART and UNS are the same).
-_YASA_STAGES = {"W": "WAKE", "R": "REM"}
+# Sleep stages, and what is not sleep (YASA's _SLEEP_STAGES / _NON_SLEEP_STAGES in our labels).
+_SLEEP = ("N1", "N2", "N3", "R")
+_NOT_SLEEP = ("W", "ART", "UNS")
 
 
 def sleep_statistics(hyp: Hypnogram) -> dict[str, float]:
@@ -67,29 +67,28 @@ def sleep_statistics(hyp: Hypnogram) -> dict[str, float]:
     out = {key: math.nan for key in STAT_KEYS}
     if hyp.n_epochs == 0:
         return out  # YASA refuses an empty hypnogram; every statistic is undefined
-    values = [_YASA_STAGES.get(str(s), str(s)) for s in hyp.stages]
-    # Whole milliseconds so any epoch length (2.5 s, 30 s) is an exact pandas frequency.
-    freq = f"{int(round(hyp.epoch_length * 1000))}ms"
-    # YASA (and pandas underneath) may warn about their own internals across versions;
-    # those are not the user's concern and must not turn into errors in the app or tests.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import yasa  # slow (~2 s): only when statistics are actually asked for
-
-        stats = yasa.Hypnogram(values, n_stages=5, freq=freq).sleep_statistics()
+    stages = np.array([str(s) for s in hyp.stages], dtype=object)
+    # YASA's epoch rate comes from a pandas frequency in whole milliseconds.
+    epochs_per_min = 60 * (1 / (int(round(hyp.epoch_length * 1000)) / 1000))
+    n = len(stages)
+    is_sleep = np.isin(stages, _SLEEP)
+    idx_sleep = np.flatnonzero(~np.isin(stages, _NOT_SLEEP))
+    has_sleep = idx_sleep.size > 0
+    first, last = (int(idx_sleep[0]), int(idx_sleep[-1])) if has_sleep else (0, n)
+    spt = slice(first, last + 1)
+    raw: dict[str, float] = {"TIB": n / epochs_per_min}
+    raw["SPT"] = (last + 1 - first) / epochs_per_min if has_sleep else 0
+    raw["WASO"] = np.sum(stages[spt] == "W") / epochs_per_min if has_sleep else math.nan
+    raw["TST"] = np.sum(is_sleep[spt]) / epochs_per_min
+    raw["SE"] = 100 * raw["TST"] / raw["TIB"]
+    raw["SOL"] = first / epochs_per_min if raw["TST"] > 0 else math.nan
+    rem = np.flatnonzero(stages == "R")
+    raw["Lat_REM"] = rem[0] / epochs_per_min if rem.size else math.nan
+    for stage in ("W", "N1", "N2", "N3", "R"):
+        raw[stage] = np.sum(stages == stage) / epochs_per_min
+    for stage in _SLEEP:
+        raw[f"%{stage}"] = 100 * raw[stage] / raw["TST"] if raw["TST"] > 0 else math.nan
     for key in STAT_KEYS:
-        value = stats.get(_YASA_KEYS.get(key, key), math.nan)
-        out[key] = float(value)
+        out[key] = float(np.round(raw[key], 4))  # YASA rounds every value to 4 decimals
     out["Lat_REM"] = out["Lat_REM"] - out["SOL"]  # NaN stays NaN (no sleep or no REM)
     return out
-
-
-def preload() -> None:
-    """Import YASA now (~1.6 s of mostly GIL-holding Python imports).
-
-    The app calls this on its job worker at start-up, so that the first statistics
-    request after opening a night does not slow the GUI thread while the scorer pages.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import yasa  # noqa: F401

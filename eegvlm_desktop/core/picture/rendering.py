@@ -23,7 +23,6 @@ from fractions import Fraction
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from scipy import signal as sps
 
 from eegvlm_desktop.core.recording.montage import EEG_ROLES, ROLES
 
@@ -80,6 +79,14 @@ def image_layout() -> tuple[Band, ...]:
              for i, role in enumerate(ROLES)]
     bands.append(Band("tf", "tf", len(ROLES) * _BAND_HEIGHT, _TF_HEIGHT, None))
     return tuple(bands)
+
+
+def _sps() -> Any:
+    """scipy.signal, imported on first use: the viewer imports this module for its layout
+    (IMAGE_SIZE, image_layout) and must not pay scipy.signal's ~0.6 s and ~75 MB at launch."""
+    from scipy import signal
+
+    return signal
 
 
 def _kind(role: str) -> str:
@@ -139,7 +146,7 @@ def read_resampled(recording: Any, picks: Sequence[int], start_s: float,
     data = recording.get_data(list(picks), s0, s1)
     if pad:
         up, down = _ratio(sf)
-        data = sps.resample_poly(data, up, down, axis=1)
+        data = _sps().resample_poly(data, up, down, axis=1)
     # Place the resampled read on the output grid (sample k of the read is at s0/sf + k/100 s).
     offset = int(round((s0 / sf - start_s) * RENDER_SFREQ))
     lo, hi = max(0, offset), min(n_out, offset + data.shape[1])
@@ -260,8 +267,8 @@ def emg_envelope(x: np.ndarray, sfreq: float) -> np.ndarray:
     filled = np.where(finite, x, 0.0)
     n_win = max(1, int(round(sfreq)))
     if filled.size > 27 and sfreq > 2 * EMG_HIGHPASS_HZ:
-        sos = sps.butter(4, EMG_HIGHPASS_HZ, "highpass", fs=sfreq, output="sos")
-        hp = sps.sosfiltfilt(sos, filled - filled[finite].mean())
+        sos = _sps().butter(4, EMG_HIGHPASS_HZ, "highpass", fs=sfreq, output="sos")
+        hp = _sps().sosfiltfilt(sos, filled - filled[finite].mean())
     else:  # too short or too slow to hold a muscle band: only an envelope makes sense
         hp = np.zeros_like(filled)
     vals = x[finite]
@@ -307,9 +314,9 @@ def _draw_tf(img: np.ndarray, band: Band, x: np.ndarray | None, sfreq: float) ->
     nper = int(round(2.0 * sfreq))  # 2-s windows: 0.5 Hz resolution, enough for 0.5-4 Hz delta
     if x.size < nper:
         x = np.pad(x, (0, nper - x.size))
-    freqs, _, sxx = sps.spectrogram(x, fs=sfreq, window="hann", nperseg=nper,
-                                    noverlap=nper - nper // 8, detrend="constant",
-                                    scaling="density", mode="psd")
+    freqs, _, sxx = _sps().spectrogram(x, fs=sfreq, window="hann", nperseg=nper,
+                                       noverlap=nper - nper // 8, detrend="constant",
+                                       scaling="density", mode="psd")
     # Row r (0 = top) shows the frequency bin nearest to its centre frequency, high at the top.
     row_f = TF_FREQS[1] - (np.arange(band.height) + 0.5) * (np.diff(TF_FREQS)[0] / band.height)
     fi = np.abs(freqs[None, :] - row_f[:, None]).argmin(1)

@@ -1,7 +1,9 @@
 """Display-time signal preparation for the viewer: per-channel filters and a block cache.
 
 Filters here change only what is drawn, never what is scored or exported. Signals are cut into
-fixed blocks of ``block_seconds``; each block is filtered once (zero-phase, ``sosfiltfilt``)
+fixed blocks of ``block_seconds``; each block is filtered once (zero-phase, scipy's
+``sosfiltfilt`` done in numpy by :mod:`.zero_phase`, so that the viewer never imports
+scipy.signal)
 together with real neighbouring samples on both sides, so that the start of a block continues
 the end of the previous one without the transients a filter makes at a segment's edges. A small
 LRU cache of filtered blocks makes paging through a night cost a copy, not a filter run.
@@ -15,10 +17,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-from scipy.signal import butter, iirnotch, sosfiltfilt, tf2sos
-
 from eegvlm_desktop.core.errors import check_option
 from eegvlm_desktop.core.recording.recording import CH_TYPES
+from eegvlm_desktop.core.recording.zero_phase import filtfilt, impulse_response
 
 if TYPE_CHECKING:
     from eegvlm_desktop.core.recording.recording import Recording
@@ -135,7 +136,6 @@ class DisplaySource:
         self._filters = [default_filter(t, r)
                          for t, r in zip(recording.ch_types, recording.orig_sfreqs)]
         self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
-        self._sos: dict[DisplayFilter, np.ndarray | None] = {}
         # The viewer may prefetch from a worker thread while painting from the GUI thread.
         self._lock = threading.RLock()
         self.hits = 0
@@ -281,15 +281,18 @@ class DisplaySource:
             groups.setdefault(filters[ch], []).append(row)
         result = {}
         for filt, rows in groups.items():
-            sos = self._design(filt)
+            h = impulse_response(filt.highpass, filt.lowpass, filt.notch, _NOTCH_Q,
+                                 self.sfreq)
             x = raw[rows]
-            if sos is not None and x.shape[1] > 1:
+            if h is not None and x.shape[1] > 1:
                 # Inside the recording the real neighbours are the padding, so scipy's odd
                 # extension is skipped (a third of the cost); at the recording's ends it is
-                # kept, shortened for a tiny recording.
+                # kept (scipy's length for these second-order sections), shortened for a
+                # tiny recording.
                 interior = r0 == b0 - pad and r1 == b1 + pad
-                padlen = 0 if interior else min(3 * (2 * len(sos) + 1), x.shape[1] - 1)
-                x = sosfiltfilt(sos, x, axis=-1, padlen=padlen)
+                n_sos = bool(filt.highpass) + 2 * bool(filt.lowpass) + bool(filt.notch)
+                padlen = 0 if interior else min(3 * (2 * n_sos + 1), x.shape[1] - 1)
+                x = filtfilt(h, x, padlen=padlen)
             for j, row in enumerate(rows):
                 result[chans[row]] = np.ascontiguousarray(x[j, b0 - r0:b1 - r0])
         return result
@@ -300,17 +303,3 @@ class DisplaySource:
         if filt.notch:
             freqs.append(filt.notch / _NOTCH_Q)  # the notch rings for ~1/bandwidth
         return math.ceil(_PAD_PERIODS / min(freqs) * self.sfreq) if freqs else 0
-
-    def _design(self, filt: DisplayFilter) -> np.ndarray | None:
-        if filt not in self._sos:
-            sections = []
-            if filt.highpass:
-                sections.append(butter(2, filt.highpass, "highpass", fs=self.sfreq,
-                                       output="sos"))
-            if filt.lowpass:
-                sections.append(butter(4, filt.lowpass, "lowpass", fs=self.sfreq,
-                                       output="sos"))
-            if filt.notch:
-                sections.append(tf2sos(*iirnotch(filt.notch, _NOTCH_Q, fs=self.sfreq)))
-            self._sos[filt] = np.vstack(sections) if sections else None
-        return self._sos[filt]

@@ -16,7 +16,6 @@ import numpy as np
 from PySide6.QtCore import QObject
 
 from eegvlm_desktop.core.errors import EEGVLMError
-from eegvlm_desktop.core.picture.rendering import render_night
 from eegvlm_desktop.core.recording.montage import pick_roles
 from eegvlm_desktop.core.scoring.document import Document
 from eegvlm_desktop.core.scoring.navigation import Navigation
@@ -43,6 +42,17 @@ PANEL_DELAY_MS = 80
 #: Per-batch updates (about 50 a night) and label changes refresh the review list and the
 #: agreement numbers at most this often.
 REFRESH_MS = 400
+
+
+def _render_night(*args: Any, **kwargs: Any) -> Any:
+    """:func:`~eegvlm_desktop.core.picture.rendering.render_night`, imported on first use.
+
+    The renderer's scipy.signal costs ~0.6 s and ~75 MB: paid on the job worker when the
+    model first needs pictures, not at launch (issue 18).
+    """
+    from eegvlm_desktop.core.picture.rendering import render_night
+
+    return render_night(*args, **kwargs)
 
 
 @dataclass
@@ -377,7 +387,7 @@ class ModelController(ExplainActions, ExpertActions, QObject):
 
     def _request_image(self, epoch: int) -> None:
         rec = self.doc.recording
-        self._image_request = self.jobs.submit("model_image", render_night, rec,
+        self._image_request = self.jobs.submit("model_image", _render_night, rec,
                                                self.roles, [epoch])
 
     def _on_job_done(self, request_id: int, kind: str, result: object) -> None:

@@ -54,3 +54,31 @@ def test_all_unscored_and_empty_give_nan_not_errors():
 def test_labels_cover_every_key_with_a_unit():
     assert list(STAT_LABELS) == list(STAT_KEYS)
     assert all(label.endswith(("(min)", "(%)", "(% of TST)")) for label in STAT_LABELS.values())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_same_numbers_as_yasa(seed):
+    # The statistics are YASA's definitions written in numpy (no YASA import in the viewer):
+    # they must stay identical to YASA's own, key for key, on nights with every label.
+    import warnings
+
+    import numpy as np
+    yasa = pytest.importorskip("yasa")
+    rng = np.random.default_rng(seed)
+    labels = ["W", "N1", "N2", "N3", "R", "ART", "UNS"]
+    n = int(rng.integers(1, 400))
+    stages = list(rng.choice(labels, n, p=[.3, .1, .3, .1, .1, .05, .05]))
+    if seed == 0:
+        stages = ["W"] * n  # no sleep at all
+    epoch = (30.0, 20.0, 2.5)[seed % 3]
+    s = sleep_statistics(Hypnogram(stages, epoch_length=epoch))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        y = yasa.Hypnogram([{"W": "WAKE", "R": "REM"}.get(x, x) for x in stages], n_stages=5,
+                           freq=f"{int(epoch * 1000)}ms").sleep_statistics()
+    keys = {"W": "WAKE", "R": "REM", "%R": "%REM"}
+    for key in STAT_KEYS:
+        want = float(y.get(keys.get(key, key), math.nan))
+        if key == "Lat_REM":
+            want -= float(y["SOL"])
+        assert (math.isnan(s[key]) and math.isnan(want)) or s[key] == want, (key, s[key], want)
