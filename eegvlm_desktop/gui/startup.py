@@ -6,6 +6,9 @@ the event loop, so that neither delays the first paint.
 """
 from __future__ import annotations
 
+import ctypes
+import platform
+import sys
 from collections.abc import Callable
 
 from PySide6.QtCore import QTimer
@@ -31,3 +34,21 @@ def when_exposed(window: QWidget, fn: Callable[[], None], waited_ms: int = 0) ->
     else:
         QTimer.singleShot(_POLL_MS, window,
                           lambda: when_exposed(window, fn, waited_ms + _POLL_MS))
+
+
+def return_freed_memory() -> bool:
+    """Make glibc hand large freed blocks back to the system; True if it was set.
+
+    glibc raises its mmap threshold each time a large block is freed (up to 32 MB), after
+    which page-sized arrays (a page's samples, a block's FFT) come from the heap and stay
+    resident when freed: with the job worker's own arena that was ~18 MB of the viewer's
+    200-MB budget (issue 18; bench/viewer.py, 8-h night: peak 203 -> 195 MB). A fixed
+    128-KiB threshold (glibc's initial value) keeps every such array in its own mapping.
+    """
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        m_mmap_threshold = -3  # <malloc.h>
+        return bool(ctypes.CDLL(None).mallopt(m_mmap_threshold, 128 * 1024))
+    except (OSError, AttributeError):
+        return False

@@ -34,6 +34,8 @@ _NOTCH_Q = 30.0  # 50 Hz notch 1.7 Hz wide: removes mains hum, keeps neighbourin
 # (cut-off, or notch bandwidth). Measured against filtering 10 min at once, a signal with a
 # 200-µV drift: 2 periods leave < 0.005 µV at the block edge, 3 periods < 0.0003 µV.
 _PAD_PERIODS = 2.5
+#: Fewest (channel, block) entries an automatically sized cache keeps.
+MIN_CACHE_BLOCKS = 16
 
 
 def _check_cutoff(name: str, value: float | None) -> float | None:
@@ -115,24 +117,30 @@ class DisplaySource:
         ``get_data(picks, start, stop)`` returning µV.
     block_seconds : float
         Length of a cached block. 60 s serves two 30-s pages per filter run.
-    cache_blocks : int
-        Most (channel, block) entries kept; 512 x 60 s at 256 Hz is about 63 MB.
+    cache_blocks : int or None
+        Most (channel, block) entries kept. None (the default): twice the largest single
+        request (a page, or the viewer's prefetch of the pages around it), at least
+        :data:`MIN_CACHE_BLOCKS`. For 30-s pages of a 10-channel 256-Hz night that is ~60
+        entries, ~7 MB, whatever the night's length; a fixed 512 was 63 MB of blocks
+        nobody returns to (issue 18: the viewer stays under 200 MB).
     """
 
     def __init__(self, recording: Recording, block_seconds: float = 60.0,
-                 cache_blocks: int = 512) -> None:
+                 cache_blocks: int | None = None) -> None:
         if isinstance(block_seconds, bool) or not isinstance(block_seconds, (int, float)) \
                 or not block_seconds > 0:
             raise ValueError(f"Invalid value for the 'block_seconds' parameter: it must be a "
                              f"positive number of seconds, but got {block_seconds!r} instead.")
-        if isinstance(cache_blocks, bool) or not isinstance(cache_blocks, int) \
-                or cache_blocks < 1:
+        if cache_blocks is not None and (isinstance(cache_blocks, bool)
+                                         or not isinstance(cache_blocks, int)
+                                         or cache_blocks < 1):
             raise ValueError(f"Invalid value for the 'cache_blocks' parameter: it must be a "
-                             f"positive integer, but got {cache_blocks!r} instead.")
+                             f"positive integer or None, but got {cache_blocks!r} instead.")
         self.recording = recording
         self.sfreq = float(recording.sfreq)
         self.block = max(1, round(block_seconds * self.sfreq))  # samples per block
         self.cache_blocks = cache_blocks
+        self._largest_request = 0  # (channel, block) entries in the largest get/prefetch
         self._filters = [default_filter(t, r)
                          for t, r in zip(recording.ch_types, recording.orig_sfreqs)]
         self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
@@ -211,6 +219,7 @@ class DisplaySource:
         out = np.empty((len(chans), s1 - s0))
         if s1 > s0:
             with self._lock:
+                self._note_request(len(chans), s0, s1)
                 for k in range(s0 // self.block, (s1 - 1) // self.block + 1):
                     blocks = self._blocks(k, chans)
                     b0 = k * self.block
@@ -229,6 +238,8 @@ class DisplaySource:
         chans = (list(range(len(self._filters))) if picks is None
                  else [self._check_channel(c) for c in picks])
         s0, s1 = self._sample_span(t0, t1)
+        with self._lock:
+            self._note_request(len(chans), s0, s1)
         for k in range(s0 // self.block, (s1 - 1) // self.block + 1) if s1 > s0 else ():
             with self._lock:
                 missing = [ch for ch in dict.fromkeys(chans) if (ch, k) not in self._cache]
@@ -264,8 +275,20 @@ class DisplaySource:
             found.update(blocks)
         return found
 
+    def _note_request(self, n_chans: int, s0: int, s1: int) -> None:
+        if s1 > s0:
+            n = n_chans * ((s1 - 1) // self.block - s0 // self.block + 1)
+            self._largest_request = max(self._largest_request, n)
+
+    @property
+    def capacity(self) -> int:
+        """Entries the cache keeps (see ``cache_blocks``)."""
+        if self.cache_blocks is not None:
+            return self.cache_blocks
+        return max(MIN_CACHE_BLOCKS, 2 * self._largest_request)
+
     def _trim(self) -> None:
-        while len(self._cache) > self.cache_blocks:
+        while len(self._cache) > self.capacity:
             self._cache.popitem(last=False)
 
     def _compute_block(self, k: int, chans: list[int],

@@ -77,7 +77,10 @@ def impulse_response(highpass: float | None, lowpass: float | None, notch: float
     """
     if not (highpass or lowpass or notch):
         return None
-    n_grid = 1 << 14
+    # First grid from the slowest feature's time constant (~23 of them decay to 1e-10),
+    # with room to spare, so that one pass usually suffices (a first open designs these).
+    slowest = min(f for f in (highpass, lowpass, notch and notch / notch_q) if f)
+    n_grid = 1 << max(12, int(4 * 23 * sfreq / (2 * np.pi * slowest * 0.7)).bit_length())
     while True:
         h = np.fft.irfft(frequency_response(highpass, lowpass, notch, notch_q, sfreq, n_grid),
                          n_grid)
