@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy.signal import butter, sosfiltfilt
 
-from eegvlm_desktop.core.recording.display import DisplayFilter, DisplaySource, default_filter
+from eegvlm_desktop.core.recording.display import (MIN_CACHE_BLOCKS, DisplayFilter, DisplaySource,
+                                                  default_filter)
 from eegvlm_desktop.core.recording.recording import read_recording
 
 
@@ -214,3 +215,20 @@ def test_prefetch_result_dropped_when_filter_changed_meanwhile(monkeypatch) -> N
     monkeypatch.setattr(src, "_compute_block", compute_then_user_changes_filter)
     src.prefetch(0, 59)
     assert src.cached_blocks() == 0
+
+
+def test_default_cache_follows_the_page_not_the_night() -> None:
+    # Issue 18: a fixed 512-entry cache held 63 MB of an 8-h night nobody returns to; the
+    # default now keeps twice the largest single request, whatever the night's length.
+    data = np.random.default_rng(8).normal(0, 20, (3, int(3600 * 100.0)))
+    src = DisplaySource(ArrayRecording(data, 100.0))
+    for start in range(0, 3600, 30):
+        src.prefetch(max(start - 30, 0), start + 60)
+        src.get(None, start, start + 30)
+    # 90 s span at most 2 blocks of 3 channels: the floor of 16 entries applies
+    assert src.capacity == MIN_CACHE_BLOCKS and src.cached_blocks() <= MIN_CACHE_BLOCKS
+    src.get(None, 0, 600)  # a 10-min page: the cache grows to hold it and its neighbours
+    assert src.capacity == 2 * 3 * 10 and src.cached_blocks() <= src.capacity
+    misses = src.misses
+    src.get(None, 0, 600)
+    assert src.misses == misses  # all of it still cached
