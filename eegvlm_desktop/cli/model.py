@@ -105,6 +105,10 @@ def add_parsers(sub) -> None:
     s.add_argument("--batch-size", type=_positive_int, default=32)
     f = sub.add_parser("finetune", help="fine-tune a model on exported expert corrections")
     f.add_argument("--model", required=True, help="model folder to start from (only read)")
+    f.add_argument("--method", choices=("adapt", "image"), default="adapt", help="adapt "
+                   "(default): re-fit the pooled layer on the exports' nights, networks frozen, "
+                   "guarded so it never strays from the model without evidence (seconds); "
+                   "image: train the image model itself on the exported images")
     f.add_argument("--data", nargs="+", required=True, metavar="EXPORT_FOLDER",
                    help="fine-tuning export folders written by the app")
     f.add_argument("--out", required=True, help="new model folder (model_weights/<name>)")
@@ -233,7 +237,9 @@ def _stage(args) -> int:
     # warnings, flat/tiny/clipped channels) goes into the JSON too: a night staged from a
     # doubtful signal must say so even where the per-epoch gate let its epochs through.
     notes = recording_notes(rec)
-    engine = InferenceEngine.load(folder, rec, args.device, batch_size=args.batch_size)
+    # Staging only: the stage-only forward, without open_clip and transformers (ml/vlm/stager.py).
+    engine = InferenceEngine.load(folder, rec, args.device, batch_size=args.batch_size,
+                                  staging_only=True)
     # The app's own model layer: the same decoding the scorer sees in the window.
     layer = ModelLayer(n, folder.name)
     if args.context and args.no_context:
@@ -273,6 +279,10 @@ def _sources(engine) -> dict:
 def run(args: argparse.Namespace) -> int:
     """Dispatch ``train`` / ``evaluate`` / ``finetune`` / ``stage``; user errors raise
     EEGVLMError."""
+    if args.command == "finetune" and args.method == "adapt":
+        from eegvlm_desktop.cli.adapt import adapt
+
+        return adapt(args)
     if args.command == "finetune":
         return _finetune(args)
     if args.command == "stage":

@@ -245,7 +245,7 @@ def exports(tmp_path, monkeypatch):
 
 def test_cli_finetune_end_to_end(parent, exports, tmp_path, capsys):
     out = tmp_path / "models" / "ft"
-    code, stdout, stderr = _cli(capsys, "finetune", "--model", parent, "--data", exports[0],
+    code, stdout, stderr = _cli(capsys, "finetune", "--method", "image", "--model", parent, "--data", exports[0],
                                 "--eval-data", exports[1], "--out", out, "--epochs", "1",
                                 "--lr", "2e-3", "--batch-size", "4", "--freeze-vision",
                                 "--device", "cpu", "--seed", "1")
@@ -263,7 +263,7 @@ def test_cli_finetune_end_to_end(parent, exports, tmp_path, capsys):
 
 
 def test_cli_finetune_errors_are_one_clear_line(parent, exports, tmp_path, capsys):
-    base = ["finetune", "--data", exports[0], "--device", "cpu", "--no-progress"]
+    base = ["finetune", "--method", "image", "--data", exports[0], "--device", "cpu", "--no-progress"]
     for extra, message in (
             (["--model", tmp_path / "nope", "--out", tmp_path / "o"], "does not exist"),
             (["--model", parent, "--out", parent], "--out must be a new folder"),
@@ -283,7 +283,7 @@ def test_cli_finetune_errors_are_one_clear_line(parent, exports, tmp_path, capsy
 def test_cli_finetune_without_the_export_module(parent, exports, tmp_path, capsys,
                                                 monkeypatch):
     monkeypatch.setitem(sys.modules, "eegvlm_desktop.core.export.finetune_folder", None)  # import fails
-    code, _, stderr = _cli(capsys, "finetune", "--model", parent, "--data", exports[0],
+    code, _, stderr = _cli(capsys, "finetune", "--method", "image", "--model", parent, "--data", exports[0],
                            "--out", tmp_path / "o", "--device", "cpu")
     assert code == 2 and "export" in stderr
 
@@ -292,7 +292,7 @@ def test_cli_finetune_without_the_export_module(parent, exports, tmp_path, capsy
                     reason="eegvlm_desktop/cli.py does not route 'finetune' yet: add it to "
                            "'known' and to the train/evaluate dispatch in cli.main")
 def test_main_routes_finetune(parent, exports, tmp_path, capsys):
-    code = cli.main(["finetune", "--model", str(parent), "--data", str(exports[0]), "--out",
+    code = cli.main(["finetune", "--method", "image", "--model", str(parent), "--data", str(exports[0]), "--out",
                      str(tmp_path / "o"), "--epochs", "1", "--batch-size", "8", "--device",
                      "cpu", "--no-progress"])
     assert code == 0 and json.loads(capsys.readouterr().out)["examples"] == 8

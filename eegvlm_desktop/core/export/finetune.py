@@ -279,6 +279,7 @@ def export_finetune_dataset(
             raise ExportCancelled(f"The export to '{out}' was cancelled; nothing was written.")
 
     from eegvlm_desktop.core.picture.rendering import render_night
+    from eegvlm_desktop.core.export.signal import SIGNAL_NAME, signal_bytes
     from eegvlm_desktop.core.recording.montage import describe_roles, pick_roles
 
     if reasoner is None:
@@ -313,6 +314,10 @@ def export_finetune_dataset(
                     notify(len(examples), len(idx))
                     check_stop()
             put(CONVERSATIONS_NAME, b"".join(_dumps(e) + b"\n" for e in examples))
+            # The whole night's EEG/EOG: adapting a model re-reads it (core/export/signal.py).
+            signal = signal_bytes(recording, roles)
+            if signal is not None:
+                put(SIGNAL_NAME, signal)
             manifest = _manifest(recording, sha, describe_roles(roles, recording.ch_names),
                                  examples, [files[f] for f in sorted(files)], scorer,
                                  include_identity, model, created_at)

@@ -268,3 +268,31 @@ def load_finetune_dataset(folders: str | Path | Sequence[str | Path]) -> NightDa
             | {"folder": folder.name, "recording_sha256": rec.get("sha256")})
     return NightData(np.concatenate(images), stages, answers, np.asarray(epochs, np.int64),
                      np.asarray(night, np.int64), meta)
+
+
+def export_signal(folder: str | Path) -> Any:
+    """The whole-night signal an export carries (:mod:`.signal`), checksum verified, or
+    None for an export written before exports carried it.
+
+    Raises
+    ------
+    ExportError
+        The folder is not a complete export, or the signal file does not match its
+        checksum.
+    """
+    from eegvlm_desktop.core.export.signal import SIGNAL_NAME, SignalRecording
+
+    folder = Path(folder)
+    manifest = _read_manifest(folder)
+    entry = next((f for f in manifest.get("files", []) if f.get("path") == SIGNAL_NAME), None)
+    if entry is None:
+        return None
+    try:
+        data = (folder / SIGNAL_NAME).read_bytes()
+    except OSError as err:
+        raise ExportError(f"Could not read {SIGNAL_NAME} in '{folder}': "
+                          f"{err.strerror or err}.") from None
+    if sha256_bytes(data) != entry.get("sha256"):
+        raise ExportError(f"{SIGNAL_NAME} in '{folder}' does not match its checksum in the "
+                          "manifest: the export is damaged. Export the recording again.")
+    return SignalRecording(data, f"{SIGNAL_NAME} in '{folder}'")

@@ -1,0 +1,358 @@
+"""Adapt a model to a recording (or a lab's exported nights) from the expert's labels.
+
+The inputs of the pooled layer (:mod:`eegvlm_desktop.core.staging.adapt`) are computed here
+-- the cohort stagers on the whole night and the image model on the labelled epochs -- and
+the adapted layer is saved as a normal model folder: the parent's files, with
+RobustSleepNet's classifier and the fusion weights replaced, and a card that names the
+parent, the data, the settings and the held-out accuracy before and after. The app and
+``eegvlm stage`` then use it like any model; the parent stays where it was.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from eegvlm_desktop.core.errors import EEGVLMError
+from eegvlm_desktop.core.stages import STAGES
+from eegvlm_desktop.core.staging.adapt import (AdaptReport, AdaptSettings, Head, HeadData,
+                                               adapt_layer)
+from eegvlm_desktop.core.staging.metrics import stage_metrics
+
+REHEARSAL_FILE = "cohort/rehearsal.safetensors"
+RSN_FILE = "cohort/robustsleepnet.safetensors"
+MANIFEST_FILE = "MANIFEST.json"
+#: Share of the labelled epochs (the last ones in time) held out to measure the adaptation.
+HOLDOUT = 0.2
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def parent_head(folder: str | Path, manifest: dict) -> Head:
+    """The parent's pooled layer: its fusion weights and RobustSleepNet's classifier."""
+    from safetensors.numpy import load_file
+
+    fusion = manifest.get("fusion") or {}
+    weights = fusion.get("weights") or {}
+    if not all(weights.get(s, 0) > 0 for s in ("rsn", "yasa")) or not \
+            (Path(folder) / RSN_FILE).is_file():
+        raise EEGVLMError(
+            f"The model {Path(folder).name!r} cannot be adapted to a recording: adapting "
+            "re-fits the pooled answer of RobustSleepNet and YASA, and this model pools "
+            f"{', '.join(sorted(weights)) or 'nothing'}. Choose a model with cohort stagers "
+            "(the shipped default has them).")
+    arrays = load_file(str(Path(folder) / RSN_FILE))
+    return Head.from_parent(weights, arrays["classifier.weight"], arrays["classifier.bias"])
+
+
+def load_rehearsal(folder: str | Path, exclude_epochs: Sequence[int] = ()) -> HeadData | None:
+    """The parent's fusion-training epochs shipped with the model (None without the file);
+    ``exclude_epochs`` leaves some out (the bench: a block of the same night)."""
+    from safetensors.numpy import load_file
+
+    path = Path(folder) / REHEARSAL_FILE
+    if not path.is_file():
+        return None
+    z = load_file(str(path))
+    keep = ~np.isin(z["epochs"], np.asarray(exclude_epochs, dtype=z["epochs"].dtype))
+    return HeadData(z["vlm"][keep], z["yasa"][keep], z["seq"][keep], z["y"][keep])
+
+
+def recording_inputs(recording: Any, roles: dict[str, int | None], epochs: Sequence[int],
+                     model: Any, cohort: Any, images: np.ndarray | None = None,
+                     should_stop: Callable[[], bool] = lambda: False) -> HeadData:
+    """The pooled layer's inputs for ``epochs`` of ``recording`` (no stages).
+
+    Parameters
+    ----------
+    recording : Recording or SignalRecording
+    roles : dict
+        Montage roles.
+    epochs : sequence of int
+        Epoch numbers in the recording.
+    model : EEGVLM
+        The image model (its direct answer).
+    cohort : CohortStager
+        The model folder's cohort stagers; they read the whole night.
+    images : ndarray, optional
+        The epochs' images (an export's); rendered from ``recording`` when None.
+
+    Raises
+    ------
+    EEGVLMError
+        RobustSleepNet or YASA could not run on this recording (the note says why).
+    """
+    from eegvlm_desktop.core.staging.fusion import to_log
+    from eegvlm_desktop.ml.vlm.predict import predict_probs
+
+    ep = np.asarray(epochs, dtype=int)
+    ev = cohort.evidence(recording, roles, should_stop)
+    if should_stop():
+        raise InterruptedError("adaptation cancelled")
+    if "rsn" not in ev.embedding or "yasa" not in ev.log_proba:
+        raise EEGVLMError("This recording cannot be used to adapt the model: "
+                          + (" ".join(ev.notes) or "RobustSleepNet or YASA could not run."))
+    if images is None:
+        from eegvlm_desktop.core.picture.rendering import render_night
+
+        chunks = []
+        for k in range(0, len(ep), 64):
+            if should_stop():
+                raise InterruptedError("adaptation cancelled")
+            chunks.append(predict_probs(model, render_night(recording, roles,
+                                                            list(ep[k:k + 64]))))
+        vlm = np.concatenate(chunks) if chunks else np.zeros((0, len(STAGES)))
+    else:
+        vlm = predict_probs(model, images)
+    return HeadData(to_log(vlm), ev.log_proba["yasa"][ep], ev.embedding["rsn"][ep])
+
+
+def split_held_out(n: int, share: float = HOLDOUT) -> tuple[np.ndarray, np.ndarray]:
+    """(tune, held-out) positions of ``n`` labelled epochs in time order: the last
+    ``share`` is held out (none below 10 epochs, where it would measure nothing)."""
+    cut = n - int(round(share * n)) if n >= 10 else n
+    return np.arange(cut), np.arange(cut, n)
+
+
+def _metrics(head: Head, x: HeadData) -> dict[str, Any]:
+    m = stage_metrics([STAGES[i] for i in x.y], [STAGES[i] for i in head.logits(x).argmax(1)])
+    return {k: (round(m[k], 4) if isinstance(m[k], float) else m[k])
+            for k in ("accuracy", "macro_f1", "kappa", "n_epochs") if k in m}
+
+
+@dataclass
+class AdaptOutcome:
+    """What :func:`adapt_and_save` did: the new folder, the guard's report and the
+    held-out accuracy before/after (None when too few epochs were held out)."""
+
+    folder: Path
+    report: AdaptReport
+    before: dict | None
+    after: dict | None
+    seconds: float
+
+
+def adapt_and_save(parent_folder: str | Path, data: HeadData, out_folder: str | Path, *,
+                   source: dict[str, Any], settings: AdaptSettings | None = None,
+                   held_out: HeadData | None = None,
+                   should_stop: Callable[[], bool] = lambda: False) -> AdaptOutcome:
+    """Fit the pooled layer on ``data`` (labelled, in time order) and save the new model.
+
+    ``held_out`` (labelled epochs never fitted on) measures before/after for the card.
+    ``source`` describes the data for the card (recordings, scorer, epochs).
+    """
+    t0 = time.perf_counter()
+    from eegvlm_desktop.ml.vlm.weights import read_manifest
+
+    manifest = read_manifest(parent_folder)
+    parent = parent_head(parent_folder, manifest)
+    settings = settings or AdaptSettings()
+    head, report = adapt_layer(parent, data, load_rehearsal(parent_folder), settings,
+                               should_stop)
+    before = after = None
+    if held_out is not None and len(held_out):
+        before, after = _metrics(parent, held_out), _metrics(head, held_out)
+    outcome = AdaptOutcome(Path(out_folder), report, before, after,
+                           round(time.perf_counter() - t0, 2))
+    save_adapted(parent_folder, manifest, head, out_folder, _card(
+        parent_folder, manifest, out_folder, source, settings, outcome,
+        0 if held_out is None else len(held_out)))
+    return outcome
+
+
+def _card(parent_folder: str | Path, manifest: dict, out: str | Path, source: dict,
+          settings: AdaptSettings, o: AdaptOutcome, n_held: int) -> dict[str, Any]:
+    card = dict(manifest.get("card") or {})
+    data = dict(card.get("training_data") or {})
+    recs = [str(r) for r in data.get("recordings") or []]
+    data["recordings"] = recs + [r for r in source.get("recordings", []) if r not in recs]
+    card.update(name=Path(out).name, date=datetime.now(timezone.utc).isoformat(
+        timespec="seconds"), training_data=data)
+    card["parent_model"] = {"name": (manifest.get("card") or {}).get("name")
+                            or Path(parent_folder).name, "folder": str(parent_folder),
+                            "manifest_sha256": _sha256(Path(parent_folder) / MANIFEST_FILE)}
+    card["adaptation"] = {
+        "method": "the pooled layer re-fitted (RobustSleepNet's classifier and the pool "
+                  "weights), networks frozen; L2-SP toward the parent, rehearsal on the "
+                  "parent's fusion-training epochs, class biases kept, strength chosen by "
+                  "time-blocked cross-validation (or the parent kept)",
+        "data": source, "settings": settings.to_dict(), "guard": o.report.to_dict(),
+        "seconds": o.seconds}
+    if o.after is None:
+        card["metrics"] = None
+        card["metrics_note"] = "too few labelled epochs to hold some out: nothing measured"
+    else:
+        card["metrics"] = {"split": f"held-out: the last {n_held} labelled epochs in time, "
+                                    "never fitted on", "before": o.before, "after": o.after,
+                           "eegvlm": o.after}
+    return card
+
+
+def save_adapted(parent_folder: str | Path, manifest: dict, head: Head,
+                 out_folder: str | Path, card: dict[str, Any]) -> Path:
+    """Write the adapted model folder (all or nothing: built beside it, then renamed)."""
+    from safetensors.numpy import load_file, save_file
+
+    src, out = Path(parent_folder), Path(out_folder)
+    if out.exists():
+        raise EEGVLMError(f"A model named {out.name!r} already exists in {out.parent}: "
+                          "choose another name.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        for name in manifest["files"]:
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / name, tmp / name)
+        arrays = load_file(str(src / RSN_FILE))
+        rsn_w = float(manifest["fusion"]["weights"]["rsn"])
+        weight, bias = head.rsn_classifier(rsn_w)
+        arrays["classifier.weight"] = weight.astype(np.float32)
+        arrays["classifier.bias"] = bias.astype(np.float32)
+        save_file(arrays, str(tmp / RSN_FILE))
+        new = json.loads(json.dumps(manifest))
+        new["files"][RSN_FILE] = _sha256(tmp / RSN_FILE)
+        fusion = new["fusion"]
+        fusion["weights"] = {"vlm": round(head.a_vlm, 6), "rsn": rsn_w,
+                             "yasa": round(head.a_yasa, 6)}
+        fusion["fitted_on"] = (f"{fusion.get('fitted_on', '')}; then adapted to "
+                               f"{', '.join(card['adaptation']['data'].get('recordings', []))}"
+                               " (see the card's 'adaptation')")
+        new["card"] = card
+        (tmp / MANIFEST_FILE).write_text(json.dumps(new, indent=2, ensure_ascii=False, default=_json),
+                                         encoding="utf-8")
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _json(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON: {type(o).__name__}")
+
+
+def _night_inputs(recording: Any, roles: dict, epochs: np.ndarray, stages: Sequence[str],
+                  model: Any, cohort: Any, images: np.ndarray | None,
+                  should_stop: Callable[[], bool]) -> HeadData:
+    order = np.argsort(epochs, kind="stable")  # the guard's folds are stretches of time
+    x = recording_inputs(recording, roles, epochs[order], model, cohort,
+                         None if images is None else images[order], should_stop)
+    x.y = np.asarray([STAGES.index(stages[i]) for i in order])
+    return x
+
+
+def _concat(parts: Sequence[HeadData]) -> HeadData:
+    return HeadData(np.concatenate([p.vlm for p in parts]),
+                    np.concatenate([p.yasa for p in parts]),
+                    np.concatenate([p.seq for p in parts]),
+                    np.concatenate([p.y for p in parts]))
+
+
+def adapt_from_exports(parent_folder: str | Path, folders: Sequence[str | Path],
+                       out_folder: str | Path, eval_folders: Sequence[str | Path] = (), *,
+                       settings: AdaptSettings | None = None,
+                       should_stop: Callable[[], bool] = lambda: False,
+                       progress: Callable[[int, int], None] = lambda done, total: None
+                       ) -> AdaptOutcome:
+    """Adapt ``parent_folder`` to a lab's exported nights (``eegvlm finetune``).
+
+    Each export carries its night's signal (``signal.npz``), from which the cohort stagers
+    are run; the image model reads the exported images. Held out: ``eval_folders`` when
+    given, else the last 20 % of each export's epochs in time.
+
+    Raises
+    ------
+    EEGVLMError
+        An export without the signal (written by an older version), a model without cohort
+        stagers, or a recording the stagers cannot read.
+    """
+    from eegvlm_desktop.core.export.finetune_folder import export_signal, load_finetune_dataset
+    from eegvlm_desktop.ml.cohort import CohortStager
+    from eegvlm_desktop.ml.vlm.weights import load_model
+
+    model, _, manifest = load_model(parent_folder)
+    parent_head(parent_folder, manifest)  # a model without cohort stagers fails here
+    cohort = CohortStager(parent_folder)
+    every = [(Path(f), False) for f in folders] + [(Path(f), True) for f in eval_folders]
+    tune, held, names = [], [], []
+    for k, (folder, is_eval) in enumerate(every):
+        progress(k, len(every))
+        signal = export_signal(folder)
+        if signal is None:
+            raise EEGVLMError(
+                f"The export '{folder}' does not carry its night's signal (it was written by "
+                "an older version), and adapting a model needs it. Export the night again.")
+        data = load_finetune_dataset([folder])
+        x = _night_inputs(signal, signal.roles, np.asarray(data.epochs), data.stages, model,
+                          cohort, data.images, should_stop)
+        if is_eval:
+            held.append(x)
+            continue
+        names += [str(r.get("name", r)) if isinstance(r, dict) else str(r)
+                  for r in data.meta.get("recordings") or []]
+        if eval_folders:
+            tune.append(x)
+        else:
+            t, h = split_held_out(len(x))
+            tune.append(x.subset(t))
+            if len(h):
+                held.append(x.subset(h))
+    progress(len(every), len(every))
+    source = {"recordings": names, "exports": [str(Path(f).name) for f in folders],
+              "eval_exports": [str(Path(f).name) for f in eval_folders],
+              "n_epochs": int(sum(len(t) for t in tune))}
+    return adapt_and_save(parent_folder, _concat(tune), out_folder, source=source,
+                          settings=settings, held_out=_concat(held) if held else None,
+                          should_stop=should_stop)
+
+
+def adapt_to_recording(parent_folder: str | Path, recording: Any, labels: dict[int, str],
+                       out_folder: str | Path, *, name: str,
+                       should_stop: Callable[[], bool] = lambda: False,
+                       progress: Callable[[int, int], None] = lambda done, total: None
+                       ) -> AdaptOutcome:
+    """Adapt ``parent_folder`` to the open recording from the expert's ``labels``
+    (``{epoch: stage}``, confirmed and corrected epochs); the last 20 % in time are held
+    out to show before -> after. The app's "Adapt to this recording" runs this on its
+    worker thread."""
+    from eegvlm_desktop.core.recording.montage import pick_roles
+    from eegvlm_desktop.ml.cohort import CohortStager
+    from eegvlm_desktop.ml.vlm.weights import load_model
+
+    epochs = np.asarray(sorted(e for e, s in labels.items() if s in STAGES), dtype=int)
+    if len(epochs) == 0:
+        raise EEGVLMError("Nothing to adapt to: no epoch of this recording has an expert "
+                          f"stage ({', '.join(STAGES)}). Score or confirm some epochs first.")
+    progress(0, 3)
+    if should_stop():
+        raise InterruptedError("adaptation cancelled")
+    model, _, manifest = load_model(parent_folder)
+    parent_head(parent_folder, manifest)
+    roles = pick_roles(recording.ch_names, recording.ch_types)
+    progress(1, 3)
+    x = _night_inputs(recording, roles, epochs, [labels[int(e)] for e in epochs], model,
+                      CohortStager(parent_folder), None, should_stop)
+    progress(2, 3)
+    t, h = split_held_out(len(x))
+    outcome = adapt_and_save(parent_folder, x.subset(t), out_folder,
+                             source={"recordings": [name], "n_epochs": int(len(t)),
+                                     "held_out_epochs": [int(e) for e in epochs[h]]},
+                             held_out=x.subset(h) if len(h) else None,
+                             should_stop=should_stop)
+    progress(3, 3)
+    return outcome

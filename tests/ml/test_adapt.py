@@ -1,0 +1,115 @@
+"""Adapting the shipped model to a recording: in the app's call and through the CLI."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from eegvlm_desktop import cli
+from eegvlm_desktop.core.errors import EEGVLMError
+from eegvlm_desktop.core.hypnogram.read import read_hypnogram
+from eegvlm_desktop.core.recording.recording import read_recording
+from eegvlm_desktop.core.staging.adapt import Head, HeadData
+from eegvlm_desktop.core.staging.fusion import Fusion
+from eegvlm_desktop.ml.adapt import (RSN_FILE, adapt_to_recording, load_rehearsal,
+                                     parent_head, save_adapted)
+from eegvlm_desktop.ml.vlm.weights import load_model, read_manifest
+from tests.conftest import EXAMPLE_HYP, EXAMPLE_PSG, REPO
+
+DEFAULT = REPO / "model_weights" / "default"
+FIRST, N_EPOCHS = 280, 120  # one hour of the example night (the stagers read all of it)
+
+
+@pytest.fixture(scope="module")
+def hour(tmp_path_factory):
+    """An hour of the example night as an EDF, and its expert stages by epoch."""
+    import mne
+
+    rec = read_recording(EXAMPLE_PSG)
+    hyp = read_hypnogram(EXAMPLE_HYP, recording_start=rec.meas_date,
+                         recording_duration=rec.duration).hypnogram
+    raw = mne.io.read_raw_edf(EXAMPLE_PSG, preload=True, verbose="error")
+    raw.crop(FIRST * 30.0, (FIRST + N_EPOCHS) * 30.0, include_tmax=False)
+    path = tmp_path_factory.mktemp("hour") / "hour.edf"
+    mne.export.export_raw(path, raw, fmt="edf", overwrite=True, verbose="error")
+    return path, {e: hyp[FIRST + e] for e in range(N_EPOCHS)}
+
+
+@pytest.fixture(scope="module")
+def night(hour):
+    path, stages = hour
+    return read_recording(path), {e: stages[e] for e in range(20, 80)}
+
+
+def _log_softmax(z):
+    z = z - z.max(1, keepdims=True)
+    return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+
+def test_saved_folder_gives_the_adapted_layer(tmp_path):
+    manifest = read_manifest(DEFAULT)
+    parent = parent_head(DEFAULT, manifest)
+    rng = np.random.default_rng(0)
+    head = Head(0.3, 0.5, parent.layer + rng.normal(0, 0.01, parent.layer.shape), parent.bias)
+    out = save_adapted(DEFAULT, manifest, head, tmp_path / "m", {
+        "name": "m", "adaptation": {"data": {"recordings": ["x.edf"]}}})
+    _, _, new = load_model(out)  # every checksum verifies
+    arrays = load_file(str(out / RSN_FILE))
+    x = HeadData(_log_softmax(rng.normal(size=(7, 5))), _log_softmax(rng.normal(size=(7, 5))),
+                 rng.normal(size=(7, parent.layer.shape[1])))
+    rsn = _log_softmax(x.seq @ arrays["classifier.weight"].T.astype(float)
+                       + arrays["classifier.bias"])
+    pooled = Fusion.from_dict(new["fusion"]).pool({"vlm": x.vlm, "yasa": x.yasa, "rsn": rsn})
+    assert np.allclose(pooled, np.exp(head.log_proba(x)), atol=1e-4)
+    with pytest.raises(EEGVLMError, match="already exists"):
+        save_adapted(DEFAULT, manifest, head, out, {})
+
+
+def test_rehearsal_ships_with_the_default_model():
+    r = load_rehearsal(DEFAULT)
+    assert len(r) == 841 and set(np.unique(r.y)) == {0, 1, 2, 3, 4}
+    assert len(load_rehearsal(DEFAULT, exclude_epochs=range(0, 2000))) == 0
+
+
+def test_adapt_to_recording_saves_a_model_with_its_card(night, tmp_path):
+    rec, labels = night
+    steps, out = [], tmp_path / "default-adapted"
+    o = adapt_to_recording(DEFAULT, rec, labels, out, name="example.edf",
+                           progress=lambda d, t: steps.append((d, t)))
+    assert steps[0] == (0, 3) and steps[-1] == (3, 3)
+    card = load_model(out)[2]["card"]
+    assert card["parent_model"]["folder"] == str(DEFAULT)
+    assert card["adaptation"]["data"]["n_epochs"] == 48
+    assert card["adaptation"]["data"]["held_out_epochs"] == list(range(68, 80))
+    assert card["metrics"]["before"]["n_epochs"] == card["metrics"]["after"]["n_epochs"] == 12
+    assert o.report.n_epochs == 48 and "parent" in o.report.cv_log_loss
+    assert "example.edf" in card["training_data"]["recordings"]
+    read_manifest(DEFAULT)  # the parent is untouched (its checksums still verify)
+    load_model(DEFAULT)
+
+
+def test_cancel_leaves_nothing(night, tmp_path):
+    rec, labels = night
+    with pytest.raises(InterruptedError):
+        adapt_to_recording(DEFAULT, rec, labels, tmp_path / "m", name="x",
+                           should_stop=lambda: True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_export_then_finetune_adapts(hour, tmp_path, capsys):
+    """The path a lab takes: export the scored half of a night, `eegvlm finetune` it."""
+    path, stages = hour
+    csv = tmp_path / "half.csv"
+    csv.write_text("onset,duration,stage\n" + "".join(
+        f"{30 * e},30,{stages[e]}\n" for e in range(40)), encoding="utf-8")
+    assert cli.main(["export", str(path), str(tmp_path / "exp"), "--hypnogram",
+                     str(csv)]) == 0
+    capsys.readouterr()
+    assert cli.main(["finetune", "--model", str(DEFAULT), "--data", str(tmp_path / "exp"),
+                     "--out", str(tmp_path / "ad"), "--no-progress"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["method"] == "adapt" and result["examples"] == 32
+    assert result["metrics_before"]["n_epochs"] == 8
+    assert load_model(tmp_path / "ad")[2]["card"]["adaptation"]["data"]["exports"] == ["exp"]
