@@ -506,8 +506,9 @@ class MainWindow(QMainWindow):
         # Filter the neighbouring pages on the worker while the scorer reads this one, so
         # the next page step finds its data cached (the GUI thread only slices and draws).
         w = nav.window_s
-        self.worker.submit("prefetch", self.source.prefetch, max(t0 - w, 0.0), t0 + 2 * w,
-                           self.signal_view.order)
+        span = (max(t0 - w, 0.0), min(t0 + 2 * w, self.doc.recording.duration))
+        if not self.source.is_cached(*span, self.signal_view.order):
+            self.worker.submit("prefetch", self.source.prefetch, *span, self.signal_view.order)
 
     def _choose_goto(self) -> None:
         epoch = dialogs.ask_epoch(self, self.nav.epoch, self.nav.n_epochs)

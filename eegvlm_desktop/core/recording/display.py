@@ -228,6 +228,20 @@ class DisplaySource:
                         out[row, a - s0:b - s0] = blocks[ch][a - b0:b - b0]
         return np.arange(s0, s1) / self.sfreq, out
 
+    def is_cached(self, t0: float, t1: float, picks: Sequence[int] | None = None) -> bool:
+        """Whether every block covering ``[t0, t1]`` of ``picks`` is cached (a few lookups).
+
+        The viewer asks before queueing a :meth:`prefetch`: waking the worker thread for
+        nothing costs the GUI thread a GIL hand-over (~1-3 ms on 2 cores) on half the page
+        steps (two 30-s pages share a 60-s block).
+        """
+        chans = (list(range(len(self._filters))) if picks is None
+                 else [self._check_channel(c) for c in picks])
+        s0, s1 = self._sample_span(t0, t1)
+        blocks = range(s0 // self.block, (s1 - 1) // self.block + 1) if s1 > s0 else ()
+        with self._lock:
+            return all((ch, k) in self._cache for k in blocks for ch in chans)
+
     def prefetch(self, t0: float, t1: float, picks: Sequence[int] | None = None) -> None:
         """Filter and cache the blocks covering ``[t0, t1]`` without returning them.
 

@@ -232,3 +232,11 @@ def test_default_cache_follows_the_page_not_the_night() -> None:
     misses = src.misses
     src.get(None, 0, 600)
     assert src.misses == misses  # all of it still cached
+
+
+def test_is_cached_says_whether_a_prefetch_has_work() -> None:
+    src = DisplaySource(ArrayRecording(np.zeros((2, int(600 * 100.0))), 100.0))
+    assert not src.is_cached(0, 90)
+    src.prefetch(0, 90, [1])
+    assert src.is_cached(0, 90, [1]) and not src.is_cached(0, 90)
+    assert not src.is_cached(0, 130, [1])  # the third block is not there yet
