@@ -17,7 +17,8 @@ from eegvlm_desktop.core.staging.model_layer import ModelLayer
 from eegvlm_desktop.gui.panels.finetune_panel import FinetunePanel
 from eegvlm_desktop.gui.panels.model_panel import ModelPanel
 from eegvlm_desktop.gui.workers import JobWorker
-from eegvlm_desktop.ml.finetune.jobs import metrics_line, run_export, run_finetune
+from eegvlm_desktop.ml.finetune.jobs import (guard_line, metrics_line, run_adapt, run_export,
+                                             run_finetune)
 
 #: ``snapshot()``: the open document and the model layer to export (either may be None).
 Snapshot = Callable[[], "tuple[Document | None, ModelLayer | None]"]
@@ -51,6 +52,7 @@ class LoopController(QObject):
         self.jobs.jobProgressed.connect(self._on_progress)
         panel.exportRequested.connect(self.export_dataset)
         panel.finetuneRequested.connect(self.start_finetune)
+        panel.adaptRequested.connect(self.start_adapt)
         panel.cancelRequested.connect(self.cancel)
         self._kind: str | None = None
         self._last_epoch = None
@@ -78,6 +80,31 @@ class LoopController(QObject):
         return self.jobs.submit("finetune", run_finetune, folder, list(params["folders"]), out,
                                 int(params["epochs"]), bool(params["freeze_vision"]),
                                 bool(params.get("holdout", True)), cancellable=True)
+
+    def start_adapt(self) -> int | None:
+        """Adapt the current model to the open night's expert labels (a new model folder
+        beside it), then restage the night with it; the labels themselves never change."""
+        from eegvlm_desktop.core.export.finetune import select_epochs
+
+        doc, _ = self.snapshot()
+        folder = self.model_panel.folder()
+        if doc is None or not folder:
+            self.panel.append_log("Open a recording and choose a model first.")
+            return None
+        labels = {e: doc.hypnogram[e] for e in select_epochs(doc.hypnogram)}
+        if not labels:
+            self.panel.append_log("Nothing to adapt to: confirm (M) or score some epochs of "
+                                  "this night first.")
+            return None
+        parent = Path(folder)
+        k = 1
+        while (parent.parent / f"{parent.name}-adapted-{k}").exists():
+            k += 1
+        out = str(parent.parent / f"{parent.name}-adapted-{k}")
+        self._start("adapt", f"Adapting {parent.name} to this recording from {len(labels)} "
+                             f"labelled epochs → {Path(out).name}")
+        return self.jobs.submit("adapt", run_adapt, folder, str(doc.recording.path), labels,
+                                out, cancellable=True)
 
     def cancel(self) -> None:
         if self._kind is not None:
@@ -117,6 +144,14 @@ class LoopController(QObject):
             folder = getattr(result, "folder", None)
             if folder is not None:
                 self.panel.add_folder(str(folder))
+        elif kind == "adapt":
+            self.panel.append_log(f"New model saved: {Path(str(result)).name}")
+            self.panel.append_log(metrics_line(result) + " " + guard_line(result))
+            self.model_panel.refresh_models()
+            # Switch to it and restage the night; the parent stays one click away in the
+            # Model panel's list.
+            self.model_panel.add_folder(str(result))
+            self.model_panel.runNightRequested.emit()
         else:
             self.panel.append_log(f"New model saved: {result}")
             self.panel.append_log(metrics_line(result))

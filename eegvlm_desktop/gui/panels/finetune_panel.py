@@ -20,6 +20,8 @@ class FinetunePanel(QWidget):
     -------
     exportRequested(str, bool)
         ``(folder, include_identity)``.
+    adaptRequested()
+        Adapt the current model to the open recording from its expert labels.
     finetuneRequested(dict)
         ``folders`` (list of export folders), ``name`` (new model), ``epochs``,
         ``freeze_vision``, ``holdout`` (keep the last 20 % of each export for evaluation).
@@ -28,10 +30,22 @@ class FinetunePanel(QWidget):
 
     exportRequested = Signal(str, bool)
     finetuneRequested = Signal(dict)
+    adaptRequested = Signal()
     cancelRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        # --- adapt to this recording (seconds; the guarded layer re-fit of ml/adapt.py)
+        self.adapt_button = QPushButton("Adapt to this recording")
+        self.adapt_button.setToolTip(
+            "Re-fit the pooled answer to this night's expert labels (confirmed and corrected "
+            "epochs), save it as a new model beside the current one and restage the night "
+            "with it. The last 20 % of your labelled epochs are held out to show before → "
+            "after. Your labels never change; choose the old model in the Model panel to go "
+            "back.")
+        box0 = QGroupBox("Learn from this night")
+        lay0 = QVBoxLayout(box0)
+        lay0.addWidget(self.adapt_button)
         # --- export
         self.export_button = QPushButton("Export fine-tuning dataset…")
         self.export_button.setToolTip("Epoch images (the model's own renderer), the expert's "
@@ -85,15 +99,17 @@ class FinetunePanel(QWidget):
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(500)
         lay = QVBoxLayout(self)
+        lay.addWidget(box0)
         lay.addWidget(box1)
         lay.addWidget(box2)
         lay.addWidget(self.progress)
         lay.addWidget(self.log, 1)
-        for w in (self.export_button, self.add_button, self.remove_button, self.start_button,
+        for w in (self.adapt_button, self.export_button, self.add_button, self.remove_button, self.start_button,
                   self.cancel_button, self.identity_check, self.freeze_check,
                   self.holdout_check):
             w.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # scoring keys stay with the window
 
+        self.adapt_button.clicked.connect(self.adaptRequested)
         self.export_button.clicked.connect(self.choose_export)
         self.add_button.clicked.connect(self._choose_add)
         self.remove_button.clicked.connect(self._remove_selected)
@@ -144,6 +160,7 @@ class FinetunePanel(QWidget):
         self.cancel_button.setEnabled(busy)
         self.export_button.setEnabled(not busy)
         self.start_button.setEnabled(not busy)
+        self.adapt_button.setEnabled(not busy)
 
     def set_progress(self, done: int, total: int, text: str = "") -> None:
         self.progress.setRange(0, max(total, 1))

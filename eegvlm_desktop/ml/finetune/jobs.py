@@ -55,6 +55,26 @@ def run_finetune(model_folder: str, folders: list[str], out: str, epochs: int,
     return out
 
 
+def run_adapt(model_folder: str, recording_path: str, labels: dict[int, str], out: str, *,
+              should_stop: Callable[[], bool], progress: Callable[..., None]) -> str:
+    """Worker-thread job: adapt ``model_folder`` to the recording from the expert's
+    ``labels`` and save it as ``out`` (nothing is written if cancelled)."""
+    from eegvlm_desktop.core.errors import EEGVLMError
+    from eegvlm_desktop.core.recording.recording import read_recording
+    from eegvlm_desktop.ml.adapt import adapt_to_recording
+
+    if Path(out).exists():
+        raise EEGVLMError(f"A model named {Path(out).name!r} already exists in "
+                          f"{Path(out).parent}: choose another name.")
+    try:
+        adapt_to_recording(model_folder, read_recording(recording_path), labels, out,
+                           name=Path(recording_path).name, should_stop=should_stop,
+                           progress=lambda done, total: progress(done, total, {}))
+    except InterruptedError:
+        raise EEGVLMError("Adapting was cancelled; no model was saved.") from None
+    return out
+
+
 def metrics_line(folder: str) -> str:
     """Accuracy before/after on the held-out epochs, from the new model's card."""
     from eegvlm_desktop.core.errors import EEGVLMError
@@ -69,3 +89,21 @@ def metrics_line(folder: str) -> str:
     b, a = metrics["before"], metrics["after"]
     return (f"Held-out accuracy {b['accuracy']:.1%} → {a['accuracy']:.1%}, kappa "
             f"{(b.get('kappa') or 0):.2f} → {(a.get('kappa') or 0):.2f} ({metrics['split']})")
+
+
+def guard_line(folder: str) -> str:
+    """What the adaptation's guard chose, in words, from the new model's card."""
+    from eegvlm_desktop.core.errors import EEGVLMError
+    from eegvlm_desktop.core.staging.model_card import read_manifest_json
+
+    try:
+        guard = ((read_manifest_json(folder).get("card") or {}).get("adaptation")
+                 or {}).get("guard") or {}
+    except EEGVLMError:
+        return ""
+    if not guard:
+        return ""
+    if guard.get("chosen") == "parent":
+        return ("Your labels gave no reliable gain over the current model in "
+                "cross-validation, so the new model answers as its parent does.")
+    return f"Adapted ({guard.get('chosen')}, {guard.get('n_epochs')} epochs)."
