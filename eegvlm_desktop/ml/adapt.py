@@ -27,6 +27,7 @@ from eegvlm_desktop.core.stages import STAGES
 from eegvlm_desktop.core.staging.adapt import (AdaptReport, AdaptSettings, Head, HeadData,
                                                adapt_layer)
 from eegvlm_desktop.core.staging.metrics import stage_metrics
+from eegvlm_desktop.core.staging.model_card import trained_on
 
 REHEARSAL_FILE = "cohort/rehearsal.safetensors"
 RSN_FILE = "cohort/robustsleepnet.safetensors"
@@ -193,8 +194,11 @@ def _card(parent_folder: str | Path, manifest: dict, out: str | Path, source: di
         card["metrics"] = None
         card["metrics_note"] = "too few labelled epochs to hold some out: nothing measured"
     else:
-        card["metrics"] = {"split": f"held-out: the last {n_held} labelled epochs in time, "
-                                    "never fitted on", "before": o.before, "after": o.after,
+        split = f"held-out: the last {n_held} labelled epochs in time, never fitted on"
+        seen = [r for r in source.get("recordings", []) if trained_on(manifest, r)]
+        if seen:  # e.g. the bundled example night: the parent's image model trained on it
+            split += f"; the parent model was trained on {', '.join(seen)}"
+        card["metrics"] = {"split": split, "before": o.before, "after": o.after,
                            "eegvlm": o.after}
     return card
 
