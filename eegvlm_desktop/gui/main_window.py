@@ -505,8 +505,10 @@ class MainWindow(QMainWindow):
         self._update_status()
         # Filter the neighbouring pages on the worker while the scorer reads this one, so
         # the next page step finds its data cached (the GUI thread only slices and draws).
+        # Two pages ahead: a block is then filtered two steps before it is shown, not one,
+        # which keeps fast paging (PgDn held) off the GUI thread's filter runs.
         w = nav.window_s
-        span = (max(t0 - w, 0.0), min(t0 + 2 * w, self.doc.recording.duration))
+        span = (max(t0 - w, 0.0), min(t0 + 3 * w, self.doc.recording.duration))
         if not self.source.is_cached(*span, self.signal_view.order):
             self.worker.submit("prefetch", self.source.prefetch, *span, self.signal_view.order)
 
