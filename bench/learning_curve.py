@@ -137,6 +137,8 @@ def main() -> None:
     ap.add_argument("--model", default=str(REPO / "model_weights" / "default"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--strengths", type=float, nargs="+", metavar="LAYER POOL",
+                    help="candidate pulls as pairs (default: the shipped ones)")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
     sys.path.insert(0, str(REPO / "bench"))
@@ -151,7 +153,8 @@ def main() -> None:
     t0 = time.perf_counter()
     folder = Path(args.model)
     parent = parent_head(folder, read_manifest(folder))
-    settings = AdaptSettings()
+    settings = AdaptSettings() if not args.strengths else AdaptSettings(
+        strengths=tuple(zip(args.strengths[::2], args.strengths[1::2])))
     sc = load_rehearsal(folder)
     from safetensors.numpy import load_file
 

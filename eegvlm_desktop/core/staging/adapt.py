@@ -38,6 +38,8 @@ POOL_SOURCES = ("vlm", "yasa")
 #: strongest to weakest. Chosen on SC4001's blocks (bench/learning_curve.py), where weaker
 #: pulls (1.0, 1.0) lost up to 3.6 points on a block's second half.
 STRENGTHS: tuple[tuple[float, float], ...] = ((100.0, 10.0), (10.0, 3.0))
+#: Labelled epochs that weigh as much as the whole rehearsal set (at rehearsal weight 1).
+EVIDENCE_EPOCHS = 100
 
 
 class AdaptError(ValueError):
@@ -153,7 +155,7 @@ class AdaptSettings:
     strengths: tuple[tuple[float, float], ...] = STRENGTHS
     folds: int = 3
     rehearsal_weight: float = 1.0
-    min_epochs: int = 6
+    min_epochs: int = 12  # 4 per fold: with 10 labels, one noisy fold flipped SC4001 block 3
 
     def validate(self) -> None:
         if not self.strengths or any(len(s) != 2 or min(s) <= 0 for s in self.strengths):
@@ -197,7 +199,10 @@ def _loss(parent: Head, new: HeadData, rehearsal: HeadData | None, weight: float
     n_layer = parent.layer.size
     pull = np.concatenate([np.full(n_pool, lam[1]), np.full(n_layer, lam[0]),
                            np.full(len(STAGES), 1e6)])  # biases stay the parent's
-    sets = [(new, 1.0 / len(new))]
+    # Evidence grows with the labels: each labelled epoch weighs 1 / EVIDENCE_EPOCHS, while
+    # the rehearsal set weighs ``weight`` in all. A night's 30 corrections move the layer
+    # less than a lab's 3,000 epochs do, against the same pull toward the parent.
+    sets = [(new, 1.0 / EVIDENCE_EPOCHS)]
     if rehearsal is not None and len(rehearsal) and weight > 0:
         sets.append((rehearsal, weight / len(rehearsal)))
 

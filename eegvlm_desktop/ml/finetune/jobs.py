@@ -103,6 +103,9 @@ def guard_line(folder: str) -> str:
         return ""
     if not guard:
         return ""
+    if guard.get("chosen") == "parent" and not guard.get("cv_log_loss"):
+        return (f"{guard.get('n_epochs')} labelled epochs are too few to test an adaptation "
+                "(12 needed), so the new model answers as its parent does.")
     if guard.get("chosen") == "parent":
         return ("Your labels gave no reliable gain over the current model in "
                 "cross-validation, so the new model answers as its parent does.")
