@@ -139,8 +139,13 @@ class InferenceEngine:
 
     @classmethod
     def load(cls, folder: str | Path, recording: Any, device: str = "cpu",
-             batch_size: int = APP_BATCH) -> InferenceEngine:
+             batch_size: int = APP_BATCH, staging_only: bool = False) -> InferenceEngine:
         """Load a model folder for ``recording`` on ``device`` ('cpu', 'cuda', 'auto').
+
+        ``staging_only=True`` (``eegvlm stage``) loads the stage-only forward
+        (:mod:`eegvlm_desktop.ml.vlm.stager`: the same probabilities, without importing
+        open_clip and transformers, ~2.5 s and ~290 MB in a fresh process); such an engine
+        stages but cannot explain. A folder whose model it cannot build loads in full.
 
         Raises
         ------
@@ -159,8 +164,16 @@ class InferenceEngine:
                               "on this machine; choose 'cpu'.")
         from eegvlm_desktop.ml.cohort import CohortStager
 
-        model, tok, manifest = load_model(folder, device,
-                                          expected_renderer_version=RENDERER_VERSION)
+        model = tok = None
+        if staging_only:
+            from eegvlm_desktop.ml.vlm.stager import load_stager, supports
+            from eegvlm_desktop.ml.vlm.weights import check_folder
+
+            if supports(check_folder(folder, RENDERER_VERSION)[0]):
+                model, manifest = load_stager(folder, device, RENDERER_VERSION)
+        if model is None:
+            model, tok, manifest = load_model(folder, device,
+                                              expected_renderer_version=RENDERER_VERSION)
         cohort = (CohortStager(folder) if "fusion" in manifest
                   and CohortStager.available(folder) else None)
         return cls(model, tok, recording, manifest, batch_size, cohort)
@@ -329,6 +342,9 @@ class InferenceEngine:
         """
         from eegvlm_desktop.ml.vlm.explain import explain_epoch
 
+        if self.tokenizer is None:
+            raise EEGVLMError("This model was loaded for staging only (staging_only=True): "
+                              "load it with staging_only=False to explain an epoch.")
         evidence = self.epoch_evidence(epoch, on_text)
         image = self.images([epoch])[0]
         return image, explain_epoch(self.model, self.tokenizer, image, evidence=evidence,

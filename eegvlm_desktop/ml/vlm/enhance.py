@@ -2,17 +2,54 @@
 
 The paper's enhancement module is a customised ResNet-18 whose *intermediate* feature maps become
 high-level visual tokens. torchvision's ``resnet18`` fixes the widths at 64..512, so the stages
-are rebuilt here from torchvision's own ``BasicBlock`` with a base width; submodule names match
-torchvision's (``conv1``, ``bn1``, ``layer1`` ..), so at ``width=64`` a torchvision resnet18
-state dict (minus ``fc``) loads into it.
+are rebuilt here from a copy of torchvision's ``BasicBlock`` (BSD-3-Clause) with a base width;
+submodule names match torchvision's (``conv1``, ``bn1``, ``layer1`` ..), so at ``width=64`` a
+torchvision resnet18 state dict (minus ``fc``) loads into it. The copy, not an import: importing
+torchvision pulls in ``torch._dynamo`` (~1 s and ~150 MB on 2 cores) for two small classes.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock, conv1x1
 
 from eegvlm_desktop.ml.vlm.config import EnhanceConfig
+
+
+def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    """1x1 convolution (torchvision's)."""
+    return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+
+
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    """3x3 convolution with padding (torchvision's, groups and dilation 1)."""
+    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1,
+                     bias=False)
+
+
+class BasicBlock(nn.Module):
+    """torchvision's ResNet ``BasicBlock`` (same submodule names and arithmetic)."""
+
+    expansion: int = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1,
+                 downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
 
 
 class ResNet18Features(nn.Module):

@@ -5,11 +5,15 @@ fine-tuning all use it, and ``vlm`` must not import ``training`` (which imports 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import torch
 
 from eegvlm_desktop.core.stages import STAGES
-from eegvlm_desktop.ml.vlm.model import EEGVLM
+
+if TYPE_CHECKING:  # the stage-only model (vlm/stager.py) is staged here too, without open_clip
+    from eegvlm_desktop.ml.vlm.model import EEGVLM
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -20,7 +24,7 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 @torch.no_grad()
-def predict_probs(model: EEGVLM, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+def predict_probs(model: EEGVLM | Any, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """Stage probabilities ``(n, 5)`` for rendered epochs, batched (the fast path)."""
     out = []
     for i in range(0, len(images), batch_size):
