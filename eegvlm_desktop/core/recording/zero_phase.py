@@ -123,7 +123,8 @@ def _power_spectrum(h: np.ndarray, nfft: int) -> np.ndarray:
 _SPECTRA: dict[tuple[int, int, int], np.ndarray] = {}
 
 
-def filtfilt(h: np.ndarray, x: np.ndarray, padlen: int = 0) -> np.ndarray:
+def filtfilt(h: np.ndarray, x: np.ndarray, padlen: int = 0,
+             settle: int | None = None) -> np.ndarray:
     """Filter each row of ``x`` forward and backward with impulse response ``h``.
 
     Done as one FFT convolution with the zero-phase kernel (``h`` correlated with itself,
@@ -143,6 +144,12 @@ def filtfilt(h: np.ndarray, x: np.ndarray, padlen: int = 0) -> np.ndarray:
     padlen : int
         Samples of odd extension at each end (scipy's ``padtype='odd'``); 0 when ``x``'s ends
         are real neighbouring samples that are cut off afterwards.
+    settle : int or None
+        Samples of end-value extension; None: the kernel's length (scipy's start-up). When
+        ``x`` carries that many real neighbouring samples at each end that are cut off
+        afterwards, the same number suffices: what the shorter extension changes has died
+        out over those neighbours (< 1e-8 of the scale at the display's 2.5 periods), and
+        the FFTs are ~20 % shorter.
 
     Returns
     -------
@@ -153,7 +160,8 @@ def filtfilt(h: np.ndarray, x: np.ndarray, padlen: int = 0) -> np.ndarray:
         left = 2 * x[:, :1] - x[:, padlen:0:-1]
         right = 2 * x[:, -1:] - x[:, -2:-padlen - 2:-1]
         x = np.concatenate([left, x, right], axis=1)
-    n, h_len = x.shape[1], len(h)
+    n = x.shape[1]
+    h_len = len(h) if settle is None else max(0, min(int(settle), len(h)))
     nfft = _fast_len(n + 2 * h_len)
     ext = np.empty((x.shape[0], nfft))
     ext[:, :h_len] = x[:, :1]
