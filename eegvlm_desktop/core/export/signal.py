@@ -5,8 +5,8 @@ top of RobustSleepNet and YASA, and both read the *whole* night: RobustSleepNet'
 an epoch depends on its 21-epoch neighbourhood and its per-night IQR normalisation, YASA's
 features are normalised over the night. The epoch images alone cannot give that, so the
 export stores the channels those stagers read (frontal, central and occipital EEG, EOG), as
-int16 with a per-channel scale (as EDF stores them: ~0.01 µV steps for a ±300 µV channel).
-An 8-h night of four 100-Hz channels is ~23 MB.
+int16 with a per-channel scale (as EDF stores them: ~0.01 µV steps for a ±300 µV channel),
+compressed: the 7-h example night's three 100-Hz channels take 11 MB.
 """
 from __future__ import annotations
 
