@@ -102,7 +102,9 @@ def add_parsers(sub) -> None:
                    "only, without the model's night context")
     s.add_argument("--context", action="store_true", help="apply night context even where the "
                    "model's card turns it off (a pooled answer already reads its neighbours)")
-    s.add_argument("--batch-size", type=_positive_int, default=32)
+    # 16, not 32: the same speed on 2 CPU cores (3.4 vs 3.7 s for the example night's image
+    # model) and ~80 MB less peak RSS (activations of half the batch).
+    s.add_argument("--batch-size", type=_positive_int, default=16)
     f = sub.add_parser("finetune", help="fine-tune a model on exported expert corrections")
     f.add_argument("--model", required=True, help="model folder to start from (only read)")
     f.add_argument("--method", choices=("adapt", "image"), default="adapt", help="adapt "

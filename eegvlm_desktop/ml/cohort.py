@@ -26,6 +26,8 @@ import numpy as np
 
 from eegvlm_desktop.core.stages import STAGES
 
+from .memory import release_free_memory
+
 COHORT_DIR = "cohort"
 RSN_FILE = "robustsleepnet.safetensors"
 YASA_FILE = "yasa_eeg.txt"
@@ -202,6 +204,8 @@ class CohortStager:
             self._rsn(recording, picks, ev)
         except Exception as err:  # noqa: BLE001 - an optional stager never stops staging
             ev.notes.append(f"RobustSleepNet left out: {err}")
+        # ~170 MB that RobustSleepNet freed would otherwise stay resident under YASA's peak.
+        release_free_memory()
         if should_stop():
             return ev
         pick = next((roles[r] for r in _YASA_ROLES
@@ -215,4 +219,5 @@ class CohortStager:
             # YASA validates with assert (e.g. its own minimum length), pandas and numpy raise
             # their own types: whatever it is, say so and pool without YASA.
             ev.notes.append(f"YASA left out: {err or type(err).__name__}")
+        release_free_memory()
         return ev

@@ -23,6 +23,8 @@ RATE = 100.0
 _BROAD = (0.4, 30.0)
 _BANDS = ((0.4, 1, "sdelta"), (1, 4, "fdelta"), (4, 8, "theta"), (8, 12, "alpha"),
           (12, 16, "sigma"), (16, 30, "beta"))
+#: Epochs whose features are computed together (memory, not arithmetic: see eeg_features).
+_BLOCK = 128
 #: antropy's regression guard (``antropy.utils.epsilon``).
 _EPS = 1e-9
 #: antropy's lookup of order-3 ordinal patterns: 3-bit comparison key -> pattern 0..5.
@@ -254,7 +256,11 @@ def eeg_features(data_uv: np.ndarray) -> tuple[list[str], np.ndarray]:
     # A flat epoch gives 0/0 (NaN) in several features, as in YASA; no warning for it (the
     # quality gate reports flat epochs). errstate is per thread: safe on the model worker.
     with np.errstate(all="ignore"):
-        feat = _epoch_features(epochs)
+        # Blocks of epochs: every feature is computed row by row, so a block gives the same
+        # numbers, and the temporaries (quantiles, moments, Welch segments, Higuchi steps)
+        # stay ~20 MB instead of ~180 MB for a night.
+        blocks = [_epoch_features(epochs[i:i + _BLOCK]) for i in range(0, n, _BLOCK)]
+    feat = {k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]}
     base = list(feat)
     raw = np.column_stack([np.asarray(feat[k], dtype=np.float64) for k in base])
     columns = {f"eeg_{k}": (raw[:, j], feat[k].dtype) for j, k in enumerate(base)}
