@@ -47,6 +47,10 @@ class TextGBDT:
                              f"iteration for {self.num_class} classes.")
         self.feature_names = header.get("feature_names", "").split()
         self.trees = trees
+        # No split treats missing values apart (missing type "None" everywhere, as in YASA's
+        # model): LightGBM then reads NaN as 0.0 at every split, so that can be done once
+        # for the whole matrix and each step of a tree is a plain threshold test.
+        self._plain = all(not ((t["decision"] >> 2) & 3).any() for t in trees)
 
     @staticmethod
     def _read(path: Path) -> tuple[dict[str, str], list[dict[str, np.ndarray]]]:
@@ -85,13 +89,21 @@ class TextGBDT:
                 "right": np.array(t["right_child"].split(), dtype=np.int64)}
 
     @staticmethod
-    def _leaf_values(tree: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    def _leaf_values(tree: dict[str, np.ndarray], x: np.ndarray, plain: bool) -> np.ndarray:
         """Each row's leaf value in one tree (LightGBM's ``NumericalDecision``)."""
         n = len(x)
         if not len(tree["feature"]):
             return np.full(n, tree["leaf"][0])
         node = np.zeros(n, dtype=np.int64)  # >= 0: internal node; < 0: ~leaf index
         active = np.arange(n)
+        feature, threshold = tree["feature"], tree["threshold"]
+        left, right = tree["left"], tree["right"]
+        while plain and len(active):  # NaN already read as 0.0 (see __init__)
+            k = node[active]
+            go_left = x[active, feature[k]] <= threshold[k]
+            nxt = np.where(go_left, left[k], right[k])
+            node[active] = nxt
+            active = active[nxt >= 0]
         while len(active):
             k = node[active]
             fval = x[active, tree["feature"][k]]
@@ -112,9 +124,11 @@ class TextGBDT:
         if x.ndim != 2 or x.shape[1] != len(self.feature_names):
             raise ValueError(f"The 'x' parameter must have shape (n, "
                              f"{len(self.feature_names)}), but got {x.shape}.")
+        if self._plain:
+            x = np.where(np.isnan(x), 0.0, x)
         out = np.zeros((len(x), self.per_iteration))
         for i, tree in enumerate(self.trees):
-            out[:, i % self.per_iteration] += self._leaf_values(tree, x)
+            out[:, i % self.per_iteration] += self._leaf_values(tree, x, self._plain)
         return out
 
     def predict(self, x: np.ndarray) -> np.ndarray:

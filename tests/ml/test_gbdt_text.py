@@ -22,6 +22,8 @@ def test_probabilities_equal_lightgbm() -> None:
     np.testing.assert_array_equal(ours.raw_score(x), ref.predict(x, raw_score=True))
     np.testing.assert_allclose(ours.predict(x), ref.predict(x), rtol=0, atol=1e-15)
     assert ours.feature_names == ref.feature_name()
+    ours._plain = False  # the general path (per-split missing-value rules) answers the same
+    np.testing.assert_array_equal(ours.raw_score(x), ref.predict(x, raw_score=True))
 
 
 def test_wrong_width_and_unsupported_models_say_why(tmp_path) -> None:
