@@ -13,9 +13,6 @@ def make_app():
     import pyqtgraph as pg  # (without its CUDA probe: see eegvlm_desktop.gui)
     from PySide6.QtWidgets import QApplication
 
-    from eegvlm_desktop.gui.startup import return_freed_memory
-
-    return_freed_memory()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("EEG-VLM Desktop")
     app.setOrganizationName("eegvlm")

@@ -505,10 +505,13 @@ class MainWindow(QMainWindow):
         self._update_status()
         # Filter the neighbouring pages on the worker while the scorer reads this one, so
         # the next page step finds its data cached (the GUI thread only slices and draws).
-        # Two pages ahead: a block is then filtered two steps before it is shown, not one,
-        # which keeps fast paging (PgDn held) off the GUI thread's filter runs.
+        # One page each way, with glibc's own allocator settings: two pages ahead and a fixed
+        # 1-MiB mmap threshold kept the worker busier (mapping and faulting in its filter
+        # buffers), which on 2 cores slowed the steps (bench/viewer.py, idle, 8-h night,
+        # 3 runs: median 10.1-12.9 -> 8.4-9.2 ms, p95 16.1-16.7 -> 10.6-10.9 ms; peak
+        # 197 -> 197-198 MB).
         w = nav.window_s
-        span = (max(t0 - w, 0.0), min(t0 + 3 * w, self.doc.recording.duration))
+        span = (max(t0 - w, 0.0), min(t0 + 2 * w, self.doc.recording.duration))
         if not self.source.is_cached(*span, self.signal_view.order):
             self.worker.submit("prefetch", self.source.prefetch, *span, self.signal_view.order)
 

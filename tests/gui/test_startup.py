@@ -56,11 +56,3 @@ def test_a_hidden_window_still_runs_it_and_a_closed_one_never(qtbot):
     gone.deleteLater()
     qtbot.waitUntil(lambda: bool(calls), timeout=3000)
     assert calls == ["hidden"]  # nothing for the deleted one
-
-
-def test_freed_memory_goes_back_on_glibc() -> None:
-    import platform
-
-    from eegvlm_desktop.gui.startup import return_freed_memory
-    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
-    assert return_freed_memory() is glibc
