@@ -9,7 +9,6 @@ parent, the data, the settings and the held-out accuracy before and after. The a
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,21 +22,20 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from eegvlm_desktop.core.errors import EEGVLMError
+from eegvlm_desktop.core.export.finetune_folder import sha256_file
 from eegvlm_desktop.core.stages import STAGES
 from eegvlm_desktop.core.staging.adapt import (AdaptReport, AdaptSettings, Head, HeadData,
                                                adapt_layer)
 from eegvlm_desktop.core.staging.metrics import stage_metrics
 from eegvlm_desktop.core.staging.model_card import trained_on
+from eegvlm_desktop.ml.cohort import COHORT_DIR
+from eegvlm_desktop.ml.cohort import RSN_FILE as RSN_NAME
+from eegvlm_desktop.ml.vlm.weights import MANIFEST_FILE
 
-REHEARSAL_FILE = "cohort/rehearsal.safetensors"
-RSN_FILE = "cohort/robustsleepnet.safetensors"
-MANIFEST_FILE = "MANIFEST.json"
+REHEARSAL_FILE = f"{COHORT_DIR}/rehearsal.safetensors"
+RSN_FILE = f"{COHORT_DIR}/{RSN_NAME}"
 #: Share of the labelled epochs (the last ones in time) held out to measure the adaptation.
 HOLDOUT = 0.2
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def parent_head(folder: str | Path, manifest: dict) -> Head:
@@ -182,7 +180,7 @@ def _card(parent_folder: str | Path, manifest: dict, out: str | Path, source: di
         timespec="seconds"), training_data=data)
     card["parent_model"] = {"name": (manifest.get("card") or {}).get("name")
                             or Path(parent_folder).name, "folder": str(parent_folder),
-                            "manifest_sha256": _sha256(Path(parent_folder) / MANIFEST_FILE)}
+                            "manifest_sha256": sha256_file(Path(parent_folder) / MANIFEST_FILE)}
     card["adaptation"] = {
         "method": "the pooled layer re-fitted (RobustSleepNet's classifier and the pool "
                   "weights), networks frozen; L2-SP toward the parent, rehearsal on the "
@@ -225,7 +223,7 @@ def save_adapted(parent_folder: str | Path, manifest: dict, head: Head,
         arrays["classifier.bias"] = bias.astype(np.float32)
         save_file(arrays, str(tmp / RSN_FILE))
         new = json.loads(json.dumps(manifest))
-        new["files"][RSN_FILE] = _sha256(tmp / RSN_FILE)
+        new["files"][RSN_FILE] = sha256_file(tmp / RSN_FILE)
         fusion = new["fusion"]
         fusion["weights"] = {"vlm": round(head.a_vlm, 6), "rsn": rsn_w,
                              "yasa": round(head.a_yasa, 6)}
@@ -233,7 +231,8 @@ def save_adapted(parent_folder: str | Path, manifest: dict, head: Head,
                                f"{', '.join(card['adaptation']['data'].get('recordings', []))}"
                                " (see the card's 'adaptation')")
         new["card"] = card
-        (tmp / MANIFEST_FILE).write_text(json.dumps(new, indent=2, ensure_ascii=False, default=_json),
+        (tmp / MANIFEST_FILE).write_text(json.dumps(new, indent=2, ensure_ascii=False,
+                                                    default=_json),
                                          encoding="utf-8")
         os.replace(tmp, out)
     except BaseException:
