@@ -22,7 +22,14 @@ The settings (the candidate strengths, rehearsal weight, folds) were chosen on t
 blocks only; DREAMS was not used to choose them (it was looked at in earlier sessions for
 other choices: see docs/model.md).
 
+Training variants (``--variant-gains``, ``--variant-shifts``; default: the shipped settings):
+the reviewed epochs again from a re-scaled or shifted copy of the night, same labels, fitted
+on only. They need the night's signal, so only the DREAMS excerpts get them; the SC4001
+blocks' parents are out-of-fold image-model answers stored as numbers (the fold models are
+not shipped), so their points are the same with and without variants.
+
     python bench/learning_curve.py [--seeds 0 1 2] [--out bench/results/learning_curve.json]
+                                   [--variant-gains 0.7 1.4] [--variant-shifts -3 3]
 """
 from __future__ import annotations
 
@@ -39,15 +46,16 @@ OUT = REPO / "bench" / "results" / "learning_curve.json"
 POINTS = (0, 10, 20, 30, "all")
 
 
-def dreams_inputs(folder: Path) -> dict:
-    """{name: (HeadData with y)} for DREAMS 2, 3, 4, computed with the parent model."""
+def dreams_inputs(folder: Path, settings) -> dict:
+    """{name: (HeadData with y, variants or None)} for DREAMS 2, 3, 4, computed with the
+    parent model; variants are (HeadData, position of each one's source epoch)."""
     import tempfile
 
     from generalization import DREAMS, STAGES, dreams_stages, dreams_text_to_edf
 
     from eegvlm_desktop.core.recording.montage import pick_roles
     from eegvlm_desktop.core.recording.recording import read_recording
-    from eegvlm_desktop.ml.adapt import recording_inputs
+    from eegvlm_desktop.ml.adapt import _night_variants, recording_inputs
     from eegvlm_desktop.ml.cohort import CohortStager
     from eegvlm_desktop.ml.vlm.weights import load_model
 
@@ -60,14 +68,20 @@ def dreams_inputs(folder: Path) -> dict:
         psg = DREAMS / "excerpt3.edf" if k == 3 else dreams_text_to_edf(k, tmp)
         keep = np.array([i for i, s in enumerate(st) if s in STAGES])
         rec = read_recording(psg)
-        x = recording_inputs(rec, pick_roles(rec.ch_names, rec.ch_types), keep, model, cohort)
+        roles = pick_roles(rec.ch_names, rec.ch_types)
+        x = recording_inputs(rec, roles, keep, model, cohort)
         x.y = np.array([STAGES.index(st[i]) for i in keep])
-        out[f"dreams{k}"] = x
+        v = (_night_variants(rec, roles, x, keep, model, cohort, settings, lambda: False)
+             if settings.has_variants else None)
+        out[f"dreams{k}"] = (x, v)
     return out
 
 
-def curve(parent, x, rehearsal, seeds, settings) -> dict:
-    """Accuracy/kappa on the second half after reviewing each point of the first half."""
+def curve(parent, x, rehearsal, seeds, settings, variants=None) -> dict:
+    """Accuracy/kappa on the second half after reviewing each point of the first half.
+
+    ``variants`` (HeadData, source positions in ``x``): those of the reviewed epochs are
+    fitted on with them; the second half's never are."""
     from eegvlm_desktop.core.stages import STAGES
     from eegvlm_desktop.core.staging.adapt import adapt_layer
     from eegvlm_desktop.core.staging.metrics import stage_metrics
@@ -92,7 +106,13 @@ def curve(parent, x, rehearsal, seeds, settings) -> dict:
                 size = len(tune) if point == "all" else min(int(point), len(tune))
                 pick = (tune if point == "all" else np.sort(
                     np.random.default_rng(seed).choice(tune, size=size, replace=False)))
-                head, report = adapt_layer(parent, x.subset(pick), rehearsal, settings)
+                v = src = None
+                if variants is not None:
+                    mine = np.flatnonzero(np.isin(variants[1], pick))
+                    v = variants[0].subset(mine)
+                    src = np.searchsorted(pick, variants[1][mine])  # positions in pick
+                head, report = adapt_layer(parent, x.subset(pick), rehearsal, settings,
+                                           variants=v, variant_source=src)
                 chosen.append(report.chosen)
                 a, k = score(head)
             accs.append(a)
@@ -139,6 +159,12 @@ def main() -> None:
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--strengths", type=float, nargs="+", metavar="LAYER POOL",
                     help="candidate pulls as pairs (default: the shipped ones)")
+    ap.add_argument("--variant-gains", type=float, nargs="*", metavar="GAIN",
+                    help="training-variant gains (default: the shipped setting; none "
+                         "given: no gain variants)")
+    ap.add_argument("--variant-shifts", type=float, nargs="*", metavar="SECONDS",
+                    help="training-variant shifts of the epoch grid (default: the shipped "
+                         "setting; none given: no shift variants)")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
     sys.path.insert(0, str(REPO / "bench"))
@@ -153,8 +179,15 @@ def main() -> None:
     t0 = time.perf_counter()
     folder = Path(args.model)
     parent = parent_head(folder, read_manifest(folder))
+    from dataclasses import replace
+
     settings = AdaptSettings() if not args.strengths else AdaptSettings(
         strengths=tuple(zip(args.strengths[::2], args.strengths[1::2])))
+    if args.variant_gains is not None:
+        settings = replace(settings, variant_gains=tuple(args.variant_gains))
+    if args.variant_shifts is not None:
+        settings = replace(settings, variant_shifts=tuple(args.variant_shifts))
+    settings.validate()
     sc = load_rehearsal(folder)
     from safetensors.numpy import load_file
 
@@ -165,8 +198,8 @@ def main() -> None:
             parent, sc.subset(test), load_rehearsal(folder, sc_epochs[test]), args.seeds,
             settings)
         print(f"sc4001 block {b} done", file=sys.stderr, flush=True)
-    for name, x in dreams_inputs(folder).items():
-        recordings[name] = curve(parent, x, sc, args.seeds, settings)
+    for name, (x, v) in dreams_inputs(folder, settings).items():
+        recordings[name] = curve(parent, x, sc, args.seeds, settings, v)
         print(f"{name} done", file=sys.stderr, flush=True)
     full = {n: r["curve"][-1] for n, r in recordings.items()}
     dreams = [full[n] for n in full if n.startswith("dreams")]

@@ -15,6 +15,9 @@ from eegvlm_desktop.core.errors import EEGVLMError
 
 def adapt(args: argparse.Namespace) -> int:
     """Run the adaptation; user errors raise :class:`EEGVLMError`."""
+    from dataclasses import replace
+
+    from eegvlm_desktop.core.staging.adapt import AdaptError, AdaptSettings
     from eegvlm_desktop.ml.adapt import adapt_from_exports
     from eegvlm_desktop.ml.vlm.weights import read_manifest
 
@@ -35,7 +38,17 @@ def adapt(args: argparse.Namespace) -> int:
         if not args.no_progress:
             print(f"adapt: {done}/{total} nights read", file=sys.stderr, flush=True)
 
-    o = adapt_from_exports(model_dir, args.data, out, args.eval_data or (), progress=progress)
+    settings = AdaptSettings()
+    if getattr(args, "variant_gains", None) is not None:
+        settings = replace(settings, variant_gains=tuple(args.variant_gains))
+    if getattr(args, "variant_shifts", None) is not None:
+        settings = replace(settings, variant_shifts=tuple(args.variant_shifts))
+    try:
+        settings.validate()
+    except AdaptError as err:
+        raise EEGVLMError(f"--variant-gains / --variant-shifts: {err}") from None
+    o = adapt_from_exports(model_dir, args.data, out, args.eval_data or (), progress=progress,
+                           settings=settings)
     print(json.dumps({"model": str(out), "parent": str(model_dir), "method": "adapt",
                       "examples": o.report.n_epochs, "guard": o.report.to_dict(),
                       "metrics_before": o.before, "metrics_after": o.after,

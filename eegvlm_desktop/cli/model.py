@@ -116,6 +116,13 @@ def add_parsers(sub) -> None:
     f.add_argument("--out", required=True, help="new model folder (model_weights/<name>)")
     f.add_argument("--eval-data", nargs="+", metavar="EXPORT_FOLDER", help="held-out export "
                    "folders: the direct answer is scored on them before and after")
+    f.add_argument("--variant-gains", type=float, nargs="*", metavar="GAIN", help="adapt: "
+                   "also fit on the labelled epochs with every channel times each gain, same "
+                   "labels (default: the shipped setting, in the new model's card; the flag "
+                   "alone: none)")
+    f.add_argument("--variant-shifts", type=float, nargs="*", metavar="SECONDS", help="adapt: "
+                   "also fit on the labelled epochs with the epoch grid moved by each shift "
+                   "(|s| < 15; default: the shipped setting; the flag alone: none)")
     f.add_argument("--epochs", type=_positive_int, default=5)
     f.add_argument("--batch-size", type=_positive_int, default=16)
     f.add_argument("--lr", type=float, default=1e-4)

@@ -36,6 +36,77 @@ REHEARSAL_FILE = f"{COHORT_DIR}/rehearsal.safetensors"
 RSN_FILE = f"{COHORT_DIR}/{RSN_NAME}"
 #: Share of the labelled epochs (the last ones in time) held out to measure the adaptation.
 HOLDOUT = 0.2
+EPOCH_S = 30.0
+
+
+class VariantRecording:
+    """A read-only view of a recording as another lab might have recorded it: every
+    channel's amplitude times ``gain`` (stim channels aside) and the epoch grid moved
+    ``offset_s`` seconds later. Nothing is copied: :meth:`get_data` reads the recording.
+
+    Parameters
+    ----------
+    recording : Recording or SignalRecording
+        Anything with ``sfreq``, ``n_times``, ``ch_names``, ``ch_types`` and ``get_data``.
+    gain : float
+        Amplitude factor (> 0).
+    offset_s : float
+        Seconds cut from the start (>= 0): the view's epoch k is the recording's
+        ``[offset_s + 30 k, offset_s + 30 (k + 1))``.
+    """
+
+    def __init__(self, recording: Any, gain: float = 1.0, offset_s: float = 0.0) -> None:
+        if not gain > 0:
+            raise EEGVLMError(f"Invalid value for the 'gain' parameter: a number > 0, but got "
+                              f"{gain!r}.")
+        if not 0 <= offset_s < EPOCH_S:
+            raise EEGVLMError(f"Invalid value for the 'offset_s' parameter: seconds in "
+                              f"[0, {EPOCH_S:g}), but got {offset_s!r}.")
+        self._rec = recording
+        self._start = int(round(offset_s * recording.sfreq))
+        self._gain = np.array([1.0 if t == "stim" else float(gain)
+                               for t in recording.ch_types])
+
+    def __getattr__(self, name: str) -> Any:  # ch_names, ch_types, sfreq, ...
+        return getattr(self._rec, name)
+
+    @property
+    def n_times(self) -> int:
+        return max(0, int(self._rec.n_times) - self._start)
+
+    @property
+    def duration(self) -> float:
+        return self.n_times / self._rec.sfreq
+
+    def n_epochs(self, epoch_length: float = EPOCH_S) -> int:
+        return int(np.floor(self.duration / epoch_length + 1e-9))
+
+    def get_data(self, picks: Sequence[int] | None = None, start: int = 0,
+                 stop: int | None = None) -> np.ndarray:
+        stop = self.n_times if stop is None else min(int(stop), self.n_times)
+        start = max(0, int(start))
+        rows = list(range(len(self._gain))) if picks is None else list(picks)
+        data = self._rec.get_data(rows, start + self._start, max(start, stop) + self._start)
+        return data * self._gain[rows][:, None]  # a new array: the source's stays as read
+
+
+def variant_views(recording: Any, settings: AdaptSettings
+                  ) -> list[tuple[str, Any, int]]:
+    """(name, view, epoch step) of each training variant in ``settings``: labelled epoch
+    ``e`` of the recording is the view's epoch ``e - step``.
+
+    A shift of ``t`` s (|t| < 15) moves the grid so that each moved epoch overlaps
+    ``30 - |t|`` s of one labelled epoch, which lends it its label: ``t > 0`` starts the
+    view ``t`` s late (epoch ``e`` of the view is the labelled ``e`` moved later); ``t < 0``
+    starts it ``30 + t`` s late, so the view's epoch ``e - 1`` is the labelled ``e`` moved
+    earlier (the night's first epoch has no such variant).
+    """
+    out = [(f"gain x{g:g}", VariantRecording(recording, gain=g), 0)
+           for g in settings.variant_gains]
+    for t in settings.variant_shifts:
+        out.append((f"shift {t:+g} s", VariantRecording(
+            recording, offset_s=t if t > 0 else EPOCH_S + t), 0 if t > 0 else 1))
+    return out
 
 
 def parent_head(folder: str | Path, manifest: dict) -> Head:
@@ -145,11 +216,14 @@ class AdaptOutcome:
 def adapt_and_save(parent_folder: str | Path, data: HeadData, out_folder: str | Path, *,
                    source: dict[str, Any], settings: AdaptSettings | None = None,
                    held_out: HeadData | None = None,
-                   should_stop: Callable[[], bool] = lambda: False) -> AdaptOutcome:
+                   should_stop: Callable[[], bool] = lambda: False,
+                   variants: tuple[HeadData, np.ndarray] | None = None) -> AdaptOutcome:
     """Fit the pooled layer on ``data`` (labelled, in time order) and save the new model.
 
     ``held_out`` (labelled epochs never fitted on) measures before/after for the card.
     ``source`` describes the data for the card (recordings, scorer, epochs).
+    ``variants`` (training variants, the position in ``data`` of each one's source) are
+    fitted on only (:func:`~eegvlm_desktop.core.staging.adapt.adapt_layer`).
     """
     t0 = time.perf_counter()
     from eegvlm_desktop.ml.vlm.weights import read_manifest
@@ -157,8 +231,9 @@ def adapt_and_save(parent_folder: str | Path, data: HeadData, out_folder: str | 
     manifest = read_manifest(parent_folder)
     parent = parent_head(parent_folder, manifest)
     settings = settings or AdaptSettings()
+    v, v_src = variants if variants is not None and len(variants[0]) else (None, None)
     head, report = adapt_layer(parent, data, load_rehearsal(parent_folder), settings,
-                               should_stop)
+                               should_stop, v, v_src)
     before = after = None
     if held_out is not None and len(held_out):
         before, after = _metrics(parent, held_out), _metrics(head, held_out)
@@ -185,7 +260,12 @@ def _card(parent_folder: str | Path, manifest: dict, out: str | Path, source: di
         "method": "the pooled layer re-fitted (RobustSleepNet's classifier and the pool "
                   "weights), networks frozen; L2-SP toward the parent, rehearsal on the "
                   "parent's fusion-training epochs, class biases kept, strength chosen by "
-                  "time-blocked cross-validation (or the parent kept)",
+                  "time-blocked cross-validation (or the parent kept)"
+                  + ("; training variants of the labelled epochs (gains "
+                     f"{list(settings.variant_gains)}, shifts {list(settings.variant_shifts)} s)"
+                     " fitted on, each sharing its epoch's weight, never scored, and kept out "
+                     "of every fold that scores their epoch" if settings.has_variants else
+                     "; no training variants"),
         "data": source, "settings": settings.to_dict(), "guard": o.report.to_dict(),
         "seconds": o.seconds}
     if o.after is None:
@@ -259,6 +339,34 @@ def _night_inputs(recording: Any, roles: dict, epochs: np.ndarray, stages: Seque
     return x
 
 
+def _night_variants(recording: Any, roles: dict, x: HeadData, epochs: np.ndarray,
+                    model: Any, cohort: Any, settings: AdaptSettings,
+                    should_stop: Callable[[], bool], among: np.ndarray | None = None,
+                    done: Callable[[int], None] = lambda k: None
+                    ) -> tuple[HeadData, np.ndarray]:
+    """Training variants of the labelled ``epochs`` (sorted; ``x`` their inputs, with y),
+    of those at positions ``among`` only when given: each variant's inputs and the position
+    in ``x`` of its source epoch. The stagers run on each variant's whole night (RobustSleepNet
+    and YASA read the night around an epoch); ``done(k)`` after each variant."""
+    parts, src = [], []
+    among = np.arange(len(epochs)) if among is None else np.asarray(among, dtype=int)
+    for k, (_, view, step) in enumerate(variant_views(recording, settings)):
+        e = epochs[among] - step
+        pos = among[(e >= 0) & (e < view.n_epochs(EPOCH_S))]
+        if len(pos):
+            v = recording_inputs(view, roles, epochs[pos] - step, model, cohort, None,
+                                 should_stop)
+            v.y = x.y[pos]
+            parts.append(v)
+            src.append(pos)
+        done(k)
+    if not parts:
+        return HeadData(np.zeros((0, len(STAGES))), np.zeros((0, len(STAGES))),
+                        np.zeros((0, x.seq.shape[1])), np.zeros(0, dtype=int)), \
+            np.zeros(0, dtype=int)
+    return _concat(parts), np.concatenate(src)
+
+
 def _concat(parts: Sequence[HeadData]) -> HeadData:
     return HeadData(np.concatenate([p.vlm for p in parts]),
                     np.concatenate([p.yasa for p in parts]),
@@ -276,7 +384,9 @@ def adapt_from_exports(parent_folder: str | Path, folders: Sequence[str | Path],
 
     Each export carries its night's signal (``signal.npz``), from which the cohort stagers
     are run; the image model reads the exported images. Held out: ``eval_folders`` when
-    given, else the last 20 % of each export's epochs in time.
+    given, else the last 20 % of each export's epochs in time. With training variants in
+    ``settings``, the stagers also run on each variant of the night's signal, and variants of
+    held-out epochs are dropped.
 
     Raises
     ------
@@ -291,8 +401,10 @@ def adapt_from_exports(parent_folder: str | Path, folders: Sequence[str | Path],
     model, _, manifest = load_model(parent_folder)
     parent_head(parent_folder, manifest)  # a model without cohort stagers fails here
     cohort = CohortStager(parent_folder)
+    settings = settings or AdaptSettings()
+    settings.validate()
     every = [(Path(f), False) for f in folders] + [(Path(f), True) for f in eval_folders]
-    tune, held, names = [], [], []
+    tune, held, names, var, var_src = [], [], [], [], []
     for k, (folder, is_eval) in enumerate(every):
         progress(k, len(every))
         signal = export_signal(folder)
@@ -308,31 +420,37 @@ def adapt_from_exports(parent_folder: str | Path, folders: Sequence[str | Path],
             continue
         names += [str(r.get("name", r)) if isinstance(r, dict) else str(r)
                   for r in data.meta.get("recordings") or []]
-        if eval_folders:
-            tune.append(x)
-        else:
-            t, h = split_held_out(len(x))
-            tune.append(x.subset(t))
-            if len(h):
-                held.append(x.subset(h))
+        t, h = (np.arange(len(x)), np.arange(0)) if eval_folders else split_held_out(len(x))
+        if settings.has_variants:
+            ep = np.sort(np.asarray(data.epochs, dtype=int))
+            # A held-out epoch's variants are never fitted on (``among``).
+            v, src = _night_variants(signal, signal.roles, x, ep, model, cohort, settings,
+                                     should_stop, among=t)
+            var.append(v)
+            var_src.append(src + sum(len(p) for p in tune))
+        tune.append(x.subset(t))
+        if len(h):
+            held.append(x.subset(h))
     progress(len(every), len(every))
     source = {"recordings": names, "exports": [str(Path(f).name) for f in folders],
               "eval_exports": [str(Path(f).name) for f in eval_folders],
               "n_epochs": int(sum(len(t) for t in tune))}
     return adapt_and_save(parent_folder, _concat(tune), out_folder, source=source,
                           settings=settings, held_out=_concat(held) if held else None,
-                          should_stop=should_stop)
+                          should_stop=should_stop,
+                          variants=(_concat(var), np.concatenate(var_src)) if var else None)
 
 
 def adapt_to_recording(parent_folder: str | Path, recording: Any, labels: dict[int, str],
                        out_folder: str | Path, *, name: str,
+                       settings: AdaptSettings | None = None,
                        should_stop: Callable[[], bool] = lambda: False,
                        progress: Callable[[int, int], None] = lambda done, total: None
                        ) -> AdaptOutcome:
     """Adapt ``parent_folder`` to the open recording from the expert's ``labels``
     (``{epoch: stage}``, confirmed and corrected epochs); the last 20 % in time are held
-    out to show before -> after. The app's "Adapt to this recording" runs this on its
-    worker thread."""
+    out to show before -> after, and their training variants (``settings``) are never
+    fitted on. The app's "Adapt to this recording" runs this on its worker thread."""
     from eegvlm_desktop.core.recording.montage import pick_roles
     from eegvlm_desktop.ml.cohort import CohortStager
     from eegvlm_desktop.ml.vlm.weights import load_model
@@ -341,21 +459,30 @@ def adapt_to_recording(parent_folder: str | Path, recording: Any, labels: dict[i
     if len(epochs) == 0:
         raise EEGVLMError("Nothing to adapt to: no epoch of this recording has an expert "
                           f"stage ({', '.join(STAGES)}). Score or confirm some epochs first.")
-    progress(0, 3)
+    settings = settings or AdaptSettings()
+    settings.validate()
+    steps = 3 + len(variant_views(recording, settings))
+    progress(0, steps)
     if should_stop():
         raise InterruptedError("adaptation cancelled")
     model, _, manifest = load_model(parent_folder)
     parent_head(parent_folder, manifest)
     roles = pick_roles(recording.ch_names, recording.ch_types)
-    progress(1, 3)
+    progress(1, steps)
+    cohort = CohortStager(parent_folder)
     x = _night_inputs(recording, roles, epochs, [labels[int(e)] for e in epochs], model,
-                      CohortStager(parent_folder), None, should_stop)
-    progress(2, 3)
+                      cohort, None, should_stop)
+    progress(2, steps)
     t, h = split_held_out(len(x))
+    # Only the tuning epochs' variants: the held-out ones measure before -> after.
+    v, src = (_night_variants(recording, roles, x, epochs, model, cohort, settings,
+                              should_stop, among=t, done=lambda k: progress(3 + k, steps))
+              if settings.has_variants else (None, None))
     outcome = adapt_and_save(parent_folder, x.subset(t), out_folder,
                              source={"recordings": [name], "n_epochs": int(len(t)),
                                      "held_out_epochs": [int(e) for e in epochs[h]]},
-                             held_out=x.subset(h) if len(h) else None,
-                             should_stop=should_stop)
-    progress(3, 3)
+                             settings=settings, held_out=x.subset(h) if len(h) else None,
+                             should_stop=should_stop,
+                             variants=None if v is None else (v, src))
+    progress(steps, steps)
     return outcome

@@ -11,10 +11,11 @@ from eegvlm_desktop import cli
 from eegvlm_desktop.core.errors import EEGVLMError
 from eegvlm_desktop.core.hypnogram.read import read_hypnogram
 from eegvlm_desktop.core.recording.recording import read_recording
-from eegvlm_desktop.core.staging.adapt import Head, HeadData
+from eegvlm_desktop.core.staging.adapt import AdaptSettings, Head, HeadData
 from eegvlm_desktop.core.staging.fusion import Fusion
-from eegvlm_desktop.ml.adapt import (RSN_FILE, adapt_to_recording, load_rehearsal,
-                                     parent_head, save_adapted)
+from eegvlm_desktop.ml.adapt import (RSN_FILE, VariantRecording, adapt_to_recording,
+                                     load_rehearsal, parent_head, save_adapted,
+                                     variant_views)
 from eegvlm_desktop.ml.vlm.weights import load_model, read_manifest
 from tests.conftest import EXAMPLE_HYP, EXAMPLE_PSG, REPO
 
@@ -113,3 +114,55 @@ def test_cli_export_then_finetune_adapts(hour, tmp_path, capsys):
     assert result["method"] == "adapt" and result["examples"] == 32
     assert result["metrics_before"]["n_epochs"] == 8
     assert load_model(tmp_path / "ad")[2]["card"]["adaptation"]["data"]["exports"] == ["exp"]
+
+
+def test_variant_views_scale_and_shift_the_night(night):
+    rec, _ = night
+    sf = rec.sfreq
+    (_, gain, g_step), (_, late, l_step), (_, early, e_step) = variant_views(
+        rec, AdaptSettings(variant_gains=(1.4,), variant_shifts=(3.0, -3.0)))
+    picks = [0, 1]
+    a = rec.get_data(picks, 100, 400)
+    assert g_step == 0 and np.allclose(gain.get_data(picks, 100, 400), 1.4 * a)
+    assert np.allclose(rec.get_data(picks, 100, 400), a)  # the source is not scaled in place
+    # Labelled epoch e, moved 3 s later, is the view's epoch e; moved 3 s earlier, e - 1.
+    e = 10
+    at = lambda view, k: view.get_data(picks, int(k * 30 * sf), int((k + 1) * 30 * sf))  # noqa
+    assert l_step == 0 and np.allclose(
+        at(late, e), rec.get_data(picks, int((30 * e + 3) * sf), int((30 * e + 33) * sf)))
+    assert e_step == 1 and np.allclose(
+        at(early, e - e_step), rec.get_data(picks, int((30 * e - 3) * sf),
+                                            int((30 * e + 27) * sf)))
+    assert late.n_epochs() == early.n_epochs() == rec.n_epochs(30.0) - 1
+    with pytest.raises(EEGVLMError, match="'gain'.*got 0"):
+        VariantRecording(rec, gain=0)
+
+
+def test_gain_variants_change_the_inputs_and_the_card_says_so(night, tmp_path, monkeypatch):
+    """The app's path with one gain variant: the variant's image and YASA inputs differ from
+    the recording's (same epochs), only tuning epochs get variants, and the card records it."""
+    import eegvlm_desktop.ml.adapt as adapt
+
+    rec, labels = night
+    calls, real = [], adapt.recording_inputs
+
+    def spy(recording, roles, epochs, *args, **kwargs):
+        x = real(recording, roles, epochs, *args, **kwargs)
+        calls.append((recording, np.asarray(epochs), x))
+        return x
+
+    monkeypatch.setattr(adapt, "recording_inputs", spy)
+    out = tmp_path / "m"
+    o = adapt_to_recording(DEFAULT, rec, labels, out, name="example.edf",
+                           settings=AdaptSettings(variant_gains=(1.4,)))
+    (r0, e0, x0), (r1, e1, x1) = calls
+    assert r0 is rec and isinstance(r1, VariantRecording)
+    assert list(e1) == list(e0[:48])  # the 12 held-out epochs have no variant
+    assert np.abs(x1.vlm - x0.vlm[:48]).max() > 0.05
+    assert np.abs(x1.yasa - x0.yasa[:48]).max() > 0.05
+    assert o.report.n_variants == 48
+    card = load_model(out)[2]["card"]
+    assert card["adaptation"]["settings"]["variant_gains"] == [1.4]
+    assert card["adaptation"]["guard"]["n_variants"] == 48
+    assert "training variants" in card["adaptation"]["method"]
+    assert card["metrics"]["before"]["n_epochs"] == 12

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from eegvlm_desktop.core.staging.adapt import (AdaptError, AdaptSettings, Head, HeadData,
-                                               adapt_layer, fit_layer)
+                                               adapt_layer, cv_splits, fit_layer)
 from eegvlm_desktop.core.staging.fusion import Fusion
 
 D = 8
@@ -113,3 +113,73 @@ def test_cancel_and_bad_settings():
         HeadData(np.zeros((3, 4)), np.zeros((3, 5)), np.zeros((3, D)))
     with pytest.raises(AdaptError, match="'y'"):
         HeadData(np.zeros((3, 5)), np.zeros((3, 5)), np.zeros((3, D)), np.array([0, 1, 7]))
+
+
+def _variants(new: HeadData, copies: int) -> tuple[HeadData, np.ndarray]:
+    """``copies`` variants of each epoch of ``new``, each row tagged in ``seq[:, -1]``."""
+    src = np.repeat(np.arange(len(new)), copies)
+    v = new.subset(src)
+    v.seq[:, -1] = 1000 + 10 * src + np.tile(np.arange(copies), len(new))
+    return v, src
+
+
+def test_variants_never_train_a_fold_that_scores_their_epoch(monkeypatch):
+    import eegvlm_desktop.core.staging.adapt as adapt
+
+    rng = np.random.default_rng(7)
+    new = _data(rng, 30)
+    new.seq[:, -1] = np.arange(30)  # originals tagged 0..29 (the stage signal is in 0..4)
+    v, src = _variants(new, 2)
+    fits = []
+    # A layer that reads the stage signal and ignores the tag: it beats the parent in every
+    # fold, so the guard also makes its final fit.
+    good = Head(0.0, 0.0, 3 * np.eye(5, D), np.zeros(5))
+
+    def spy(parent, x, rehearsal, lam, rehearsal_weight=1.0, sample_weight=None):
+        fits.append((np.round(x.seq[:, -1]).astype(int), sample_weight))
+        return good
+
+    monkeypatch.setattr(adapt, "fit_layer", spy)
+    settings = AdaptSettings(strengths=((1.0, 1.0), (0.1, 0.1)))
+    head, report = adapt_layer(_parent(rng), new, settings=settings, variants=v,
+                               variant_source=src)
+    assert report.n_variants == 60 and report.to_dict()["n_variants"] == 60
+    blocks = np.array_split(np.arange(30), settings.folds)
+    cv = fits[:len(settings.strengths) * settings.folds]
+    for k, (tags, w) in enumerate(cv):
+        scored = blocks[k % settings.folds]
+        orig, var = tags[tags < 1000], (tags[tags >= 1000] - 1000) // 10
+        assert not np.isin(orig, scored).any() and not np.isin(var, scored).any()
+        # Every other epoch trains with both its variants, and the three share one weight.
+        assert sorted(orig) == sorted(np.setdiff1d(np.arange(30), scored))
+        assert sorted(var) == sorted(np.repeat(orig, 2))
+        assert np.allclose(w, 1 / 3)
+    assert report.chosen != "parent" and head is good
+    assert len(fits) == len(cv) + 1 and len(fits[-1][0]) == 90  # the final fit: all of them
+    assert np.allclose(fits[-1][1], 1 / 3)
+
+
+def test_cv_splits_group_variants_with_their_epoch():
+    src = np.array([0, 0, 5, 9, 11])
+    for train, vtrain, scored in cv_splits(12, 3, src):
+        assert not np.isin(src[vtrain], scored).any()
+        assert set(vtrain) | set(np.flatnonzero(np.isin(src, scored))) == set(range(5))
+        assert set(train) | set(scored) == set(range(12))
+    with pytest.raises(AdaptError, match="'variant_source'"):
+        cv_splits(12, 3, np.array([12]))
+
+
+def test_variant_settings_are_checked_and_recorded():
+    s = AdaptSettings(variant_gains=(0.7, 1.4), variant_shifts=(-3.0, 3.0))
+    s.validate()
+    assert s.has_variants and not AdaptSettings(variant_gains=()).has_variants
+    assert s.to_dict()["variant_gains"] == [0.7, 1.4]
+    assert s.to_dict()["variant_shifts"] == [-3.0, 3.0]
+    with pytest.raises(AdaptError, match="'variant_gains'.*got \\(1.0,\\)"):
+        AdaptSettings(variant_gains=(1.0,)).validate()
+    with pytest.raises(AdaptError, match="'variant_shifts'"):
+        AdaptSettings(variant_shifts=(20.0,)).validate()
+    rng = np.random.default_rng(8)
+    new = _data(rng, 20)
+    with pytest.raises(AdaptError, match="'variant_source'"):
+        adapt_layer(_parent(rng), new, variants=new, variant_source=None)
