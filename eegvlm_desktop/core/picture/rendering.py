@@ -17,6 +17,7 @@ envelope as a trace at +-50 µV, which left it ~1 pixel high: the model never sa
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -252,6 +253,15 @@ def _draw_trace(img: np.ndarray, band: Band, x: np.ndarray | None) -> None:
     view[mask] = COLORS[band.kind]
 
 
+@functools.lru_cache(maxsize=8)
+def _emg_highpass(sfreq: float) -> np.ndarray:
+    """The EMG high-pass as second-order sections, designed once per rate: designing it for
+    every epoch was a quarter of a night's rendering time (0.5 of 2.2 s for 852 epochs)."""
+    sos = _sps().butter(4, EMG_HIGHPASS_HZ, "highpass", fs=sfreq, output="sos")
+    sos.flags.writeable = False  # shared between calls: callers filter with a copy
+    return sos
+
+
 def emg_envelope(x: np.ndarray, sfreq: float) -> np.ndarray:
     """The chin EMG tone of ``x`` (µV): the 1-s RMS of the muscle band, NaN where ``x`` is NaN.
 
@@ -267,8 +277,7 @@ def emg_envelope(x: np.ndarray, sfreq: float) -> np.ndarray:
     filled = np.where(finite, x, 0.0)
     n_win = max(1, int(round(sfreq)))
     if filled.size > 27 and sfreq > 2 * EMG_HIGHPASS_HZ:
-        sos = _sps().butter(4, EMG_HIGHPASS_HZ, "highpass", fs=sfreq, output="sos")
-        hp = _sps().sosfiltfilt(sos, filled - filled[finite].mean())
+        hp = _sps().sosfiltfilt(_emg_highpass(float(sfreq)).copy(), filled - filled[finite].mean())
     else:  # too short or too slow to hold a muscle band: only an envelope makes sense
         hp = np.zeros_like(filled)
     vals = x[finite]

@@ -114,14 +114,22 @@ class _Attention(nn.Module):
         self.o_proj = nn.Linear(heads * self.head_dim, hidden, bias=False)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                mask: torch.Tensor) -> torch.Tensor:
+                mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """Causal self-attention; with ``last_only`` only the last position's output
+        ``(n, 1, hidden)`` (keys and values still come from every position)."""
         n, length = x.shape[:2]
         shape = (n, length, -1, self.head_dim)
-        q = self.q_proj(x).view(shape).transpose(1, 2)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        if last_only:
+            q = self.q_proj(x[:, -1:]).view(n, 1, -1, self.head_dim).transpose(1, 2)
+            q = q * cos[..., -1:, :] + _rotate_half(q) * sin[..., -1:, :]
+            mask, length_q = mask[..., -1:, :], 1
+        else:
+            q = self.q_proj(x).view(shape).transpose(1, 2)
+            q = q * cos + _rotate_half(q) * sin
+            length_q = length
         k = self.k_proj(x).view(shape).transpose(1, 2)
         v = self.v_proj(x).view(shape).transpose(1, 2)
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-        q = q * cos + _rotate_half(q) * sin
         k = k * cos + _rotate_half(k) * sin
         rep = self.heads // self.kv_heads
         k = k[:, :, None].expand(n, self.kv_heads, rep, length, self.head_dim).reshape(
@@ -132,7 +140,7 @@ class _Attention(nn.Module):
         w = torch.matmul(q, k.transpose(2, 3)) * self.head_dim ** -0.5 + mask
         w = F.softmax(w, dim=-1, dtype=torch.float32).to(q.dtype)
         out = torch.matmul(w, v).transpose(1, 2).contiguous()
-        return self.o_proj(out.reshape(n, length, -1).contiguous())
+        return self.o_proj(out.reshape(n, length_q, -1).contiguous())
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -152,8 +160,9 @@ class _Layer(nn.Module):
         self.post_attention_layernorm = _RMSNorm(hidden)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
+                mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        attn = self.self_attn(self.input_layernorm(x), cos, sin, mask, last_only)
+        x = (x[:, -1:] if last_only else x) + attn
         y = self.post_attention_layernorm(x)
         m = self.mlp
         return x + m.down_proj(F.silu(m.gate_proj(y)) * m.up_proj(y))
@@ -188,8 +197,11 @@ class _Qwen2(nn.Module):
                           device=embeds.device).triu(1)
         mask = mask[None, None]
         x = embeds
-        for layer in self.model.layers:
-            x = layer(x, cos, sin, mask)
+        last = len(self.model.layers) - 1
+        for i, layer in enumerate(self.model.layers):
+            # Only the last position's logits are read, and in the last layer nothing else
+            # depends on the other positions' queries and MLP: a third of the LM's work.
+            x = layer(x, cos, sin, mask, last_only=i == last)
         return self.lm_head(self.model.norm(x)[:, -1:, :])[:, -1, :]
 
 
@@ -255,7 +267,8 @@ class StageOnlyVLM(nn.Module):
         x = self.preprocess(images)
         parts = []
         if self.use_enhance:
-            parts += [self.high_proj[name](f) for name, f in self.enhance(x).items()]
+            xe = x.contiguous(memory_format=torch.channels_last)
+            parts += [self.high_proj[name](f) for name, f in self.enhance(xe).items()]
         if self.use_clip:
             parts.append(self.low_proj(self.visual(x)))
         tokens = torch.cat(parts, dim=1)
@@ -306,5 +319,31 @@ def load_stager(folder: str | Path, device: str = "cpu",
             f"The weights in model folder '{folder}' do not fit its config.json: missing keys "
             f"{sorted(missing)[:10]}, unexpected keys {sorted(result.unexpected_keys)[:10]}. "
             "Re-export the model; do not mix files of different models.")
-    return model.to(device).eval(), manifest
+    model = model.to(device).eval()
+    if model.use_enhance:
+        _fold_batchnorm(model.enhance)
+        # oneDNN's convolutions run ~1.6x faster channels-last for these narrow (16-128)
+        # layers on a CPU (0.65 -> 0.40 s per 320 images on 2 cores, folding included).
+        model.enhance.to(memory_format=torch.channels_last)
+    return model, manifest
+
+
+def _fold_batchnorm(net: ResNet18Features) -> None:
+    """Fold each eval-mode BatchNorm into the convolution before it, in place.
+
+    The stage-only model never trains, so a BatchNorm is an affine map that torch's
+    ``fuse_conv_bn_eval`` moves into the convolution's weights and bias: one pass over the
+    feature maps instead of two. The outputs agree with the unfolded network to float32
+    rounding (features within ~1e-5; ``tests/ml/test_stager.py`` checks the probabilities).
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    net.conv1, net.bn1 = fuse_conv_bn_eval(net.conv1, net.bn1), nn.Identity()
+    for i in range(1, net.depth + 1):
+        for block in getattr(net, f"layer{i}"):
+            block.conv1, block.bn1 = fuse_conv_bn_eval(block.conv1, block.bn1), nn.Identity()
+            block.conv2, block.bn2 = fuse_conv_bn_eval(block.conv2, block.bn2), nn.Identity()
+            if block.downsample is not None:
+                conv, bn = block.downsample
+                block.downsample = nn.Sequential(fuse_conv_bn_eval(conv, bn))
 
