@@ -20,6 +20,7 @@ from eegvlm_desktop.core.errors import EEGVLMError, HypnogramFitError, StorageEr
 from eegvlm_desktop.core.hypnogram.stats import sleep_statistics
 from eegvlm_desktop.core.hypnogram.write import format_from_name
 from eegvlm_desktop.core.recording.display import DisplaySource, default_filter
+from eegvlm_desktop.core.recording.quality import check_signal_quality
 from eegvlm_desktop.core.recording.recording import preload_reader
 from eegvlm_desktop.core.scoring.document import EPOCH_LENGTH, Document, default_user, open_document
 from eegvlm_desktop.core.scoring.label_lock import HEARTBEAT_S, LabelsLockedError
@@ -102,6 +103,7 @@ class MainWindow(QMainWindow):
         self.worker.jobDone.connect(self._on_job_done)
         self.worker.jobFailed.connect(self._on_job_failed)
         self._stats_request = 0
+        self._quality_request = 0
         # Coalesce fast key presses into one statistics job.
         self._stats_later = Debounced(self._request_stats, 150, self)
         self.scoring = ScoringController(self.nav, notify=self._notify, alert=self._alert,
@@ -265,8 +267,10 @@ class MainWindow(QMainWindow):
             self._notify(f"{path.name} is already open.", 5000)
             return True
         try:
+            # The signal check follows the first frame, off this thread (_check_quality).
             doc = open_document(path, user=self.user, data_dir=self.data_dir,
-                                discard_mismatched=discard_mismatched, read_only=read_only)
+                                discard_mismatched=discard_mismatched, read_only=read_only,
+                                check_quality=False)
         except LabelsLockedError as err:
             if not dialogs.ask_read_only(self, path.name, str(err)):
                 return False
@@ -323,7 +327,18 @@ class MainWindow(QMainWindow):
         if old is not None:
             old.close()
         self.recent.add(doc.recording.path)
+        self._check_quality(doc)
         return True
+
+    def _check_quality(self, doc: Document) -> None:
+        """Check the new night's signal (flat, tiny, clipped channels) on the job worker.
+
+        Its ~15-30 ms of reads across the night used to come before the first frame; the
+        findings now join the banner a moment after the traces appear (_on_job_done).
+        """
+        if not doc.quality_checked:
+            self._quality_request = self.worker.submit("quality", check_signal_quality,
+                                                       doc.recording)
 
     def _prepare_source(self, doc: Document) -> DisplaySource:
         """The new night's display source, with its first page read once as a check."""
@@ -575,12 +590,25 @@ class MainWindow(QMainWindow):
                                                      self.doc.hypnogram.copy())
 
     def _on_job_done(self, request_id: int, kind: str, result: object) -> None:
-        if kind == "stats" and request_id == self._stats_request:
+        if kind == "quality":
+            if request_id == self._quality_request and self.doc is not None \
+                    and not self.doc.quality_checked:
+                self.doc.set_quality(result)
+                self._show_notes(self.doc)
+        elif kind == "stats" and request_id == self._stats_request:
             self.stats_panel.set_stats(result)
         elif kind == "export":
             self.statusBar().showMessage(f"Exported {result}", 10000)
 
     def _on_job_failed(self, request_id: int, kind: str, message: str) -> None:
+        if kind == "quality":
+            if request_id == self._quality_request and self.doc is not None:
+                # A file that cannot be read for the check is a file problem: the banner.
+                self.doc.set_quality([])
+                self.doc.notes.insert(self.doc.reader_notes,
+                                      f"The signal check could not read the file: {message}")
+                self._show_notes(self.doc)
+            return
         if kind == "stats" and request_id != self._stats_request:
             return
         dialogs.show_error(self, f"{kind.capitalize()} failed", message)

@@ -206,10 +206,21 @@ def test_short_recording_from_the_command_line_is_a_dialog_not_an_abort(tmp_path
 
 
 # ---------------------------------------------------------------- the signal check on open
+def _open_checked(qtbot, window, path) -> None:
+    """Open ``path`` and wait for the signal check, which follows the first frame."""
+    with qtbot.waitSignal(window.worker.jobDone, timeout=10000,
+                          check_params_cb=lambda rid, kind, _r: kind == "quality"
+                          and rid == window._quality_request):
+        assert window.open_file(path)
+        # The first frame comes before the check: the traces are up, the verdict is not.
+        assert window.doc is not None and not window.doc.quality_checked
+    assert window.doc.quality_checked
+
+
 @pytest.mark.parametrize("problem, words", [("flat", "is flat"), ("tiny", "implausibly small"),
                                             ("no_range", "same physical minimum and maximum")])
-def test_broken_signal_opens_with_a_banner(window, tmp_path, problem, words):
-    assert window.open_file(write_broken_edf(tmp_path / f"{problem}.edf", problem))
+def test_broken_signal_opens_with_a_banner(qtbot, window, tmp_path, problem, words):
+    _open_checked(qtbot, window, write_broken_edf(tmp_path / f"{problem}.edf", problem))
     assert window.banner.isVisible() and window.banner.severity == "error"
     text = window.banner.label.text()
     assert words in text and "EEG Fpz-Cz" in text and "EEG Pz-Oz" in text
@@ -218,11 +229,23 @@ def test_broken_signal_opens_with_a_banner(window, tmp_path, problem, words):
     assert window.doc.hypnogram[0] == "W"
 
 
-def test_banner_stays_until_dismissed_and_clean_files_have_none(window, tmp_path, tiny_edf):
-    assert window.open_file(tiny_edf)
+def test_banner_stays_until_dismissed_and_clean_files_have_none(qtbot, window, tmp_path,
+                                                                tiny_edf):
+    _open_checked(qtbot, window, tiny_edf)
     assert not window.banner.isVisible()
-    assert window.open_file(write_broken_edf(tmp_path / "flat.edf", "flat"))
+    _open_checked(qtbot, window, write_broken_edf(tmp_path / "flat.edf", "flat"))
     window.statusBar().clearMessage()
     assert window.banner.isVisible()  # not a transient message
     window.banner.findChild(QPushButton, "fileBannerDismiss").click()
     assert not window.banner.isVisible()
+
+
+def test_a_check_started_for_the_previous_night_never_reaches_the_next(qtbot, window, tmp_path,
+                                                                     tiny_edf):
+    # Opened back to back, before the first night's check has reported: whatever it finds
+    # (or its cancellation) must not land in the banner of the clean night now open.
+    assert window.open_file(write_broken_edf(tmp_path / "flat.edf", "flat"))
+    _open_checked(qtbot, window, tiny_edf)
+    qtbot.waitUntil(window.worker.idle, timeout=10000)
+    assert window.doc.recording.path == tiny_edf
+    assert window.doc.quality == [] and not window.banner.isVisible()

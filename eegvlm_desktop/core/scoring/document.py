@@ -71,6 +71,17 @@ class Document:
     quality: list[SignalIssue] = field(default_factory=list)
     #: Labels replayed from the audit trail on open (a crash before the sidecar write).
     recovery: Recovery = field(default_factory=Recovery)
+    #: False while the signal check is still to come (opened with ``check_quality=False``).
+    quality_checked: bool = True
+    #: How many of ``notes`` are the reader's own (unit fixes, warnings): the signal check's
+    #: notes go right after them, as :func:`recording_notes` orders them.
+    reader_notes: int = 0
+
+    def set_quality(self, issues: list[SignalIssue]) -> None:
+        """Add the signal check's findings (run after opening) to ``quality`` and ``notes``."""
+        self.quality = list(issues)
+        self.notes[self.reader_notes:self.reader_notes] = [str(q) for q in issues]
+        self.quality_checked = True
 
     @property
     def hypnogram(self) -> Hypnogram:
@@ -130,7 +141,7 @@ class Document:
 
 def open_document(path: str | Path, *, user: str | None = None, data_dir: Path | None = None,
                   auto_hypnogram: bool = True, discard_mismatched: bool = False,
-                  read_only: str | None = None) -> Document:
+                  read_only: str | None = None, check_quality: bool = True) -> Document:
     """Open ``path`` with its saved labels (or its sibling hypnogram, or none).
 
     Opening is all-or-nothing: it either returns a complete document, holding the lock on
@@ -152,6 +163,12 @@ def open_document(path: str | Path, *, user: str | None = None, data_dir: Path |
     read_only : str or None
         Open without the lock, for viewing only; the text says why (shown to the user with
         any refused change). Nothing is written then.
+    check_quality : bool
+        Check the signal for flat, tiny and clipped channels now (``quality`` and ``notes``
+        hold the findings). False leaves it to the caller, through
+        :func:`~eegvlm_desktop.core.recording.quality.check_signal_quality` and
+        :meth:`Document.set_quality`: the window shows the first page first, and the check
+        (~15-30 ms of reads across the night) follows off its thread.
 
     Raises
     ------
@@ -171,7 +188,7 @@ def open_document(path: str | Path, *, user: str | None = None, data_dir: Path |
                          f"than one {EPOCH_LENGTH:g}-s scoring epoch, so there is nothing to "
                          f"score.", "Choose the whole-night recording; a file this short is "
                          "usually a test or an export that stopped early.")
-    quality = check_signal_quality(recording)
+    quality = check_signal_quality(recording) if check_quality else []
     store = LabelStore.for_recording(path, fingerprint=recording_fingerprint(path),
                                      data_dir=data_dir)
     lock_note = None
@@ -192,8 +209,10 @@ def open_document(path: str | Path, *, user: str | None = None, data_dir: Path |
     except BaseException:
         store.release_lock()
         raise
-    doc.quality = quality
-    doc.notes = (recording_notes(recording, quality) + ([lock_note] if lock_note else [])
+    doc.quality, doc.quality_checked = quality, check_quality
+    reader = recording_notes(recording, [])
+    doc.reader_notes = len(reader)
+    doc.notes = (reader + [str(q) for q in quality] + ([lock_note] if lock_note else [])
                  + doc.notes)
     return doc
 

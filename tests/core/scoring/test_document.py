@@ -111,6 +111,21 @@ def test_signal_problems_and_reader_notes_are_document_notes(tmp_path):
         assert any("Physical range is not defined" in n for n in doc.notes)
 
 
+def test_a_later_signal_check_gives_the_same_notes_in_the_same_order(tmp_path):
+    from eegvlm_desktop.core.recording.quality import check_signal_quality
+
+    path = write_broken_edf(tmp_path / "norange.edf", "no_range")
+    with open_document(path, user="a", data_dir=tmp_path / "data") as now:
+        expected = list(now.notes)
+    with open_document(path, user="a", data_dir=tmp_path / "data2",
+                       check_quality=False) as later:
+        assert not later.quality_checked and later.quality == []
+        assert not any("physical minimum" in n for n in later.notes)
+        later.set_quality(check_signal_quality(later.recording))
+        assert later.quality_checked and [q.kind for q in later.quality] == ["no_range"] * 2
+        assert later.notes == expected
+
+
 def test_hypnogram_mismatch_messages_have_no_doubled_punctuation(tiny_edf, tmp_path):
     from eegvlm_desktop.core.errors import HypnogramError, HypnogramFitError
 
