@@ -108,6 +108,9 @@ class InferenceEngine:
         The model folder's manifest (its card is shown to the user).
     batch_size : int
         Epochs per forward (halved on a GPU out-of-memory error).
+    stager : StageOnlyVLM, optional
+        The stage-only forward of ``model`` (:func:`~eegvlm_desktop.ml.vlm.stager.stager_from`),
+        used to stage the night; ``model`` stages when it is None.
     cohort : CohortStager, optional
         The folder's cohort stagers (:mod:`eegvlm_desktop.ml.cohort`). With the manifest's
         ``fusion`` weights, the answer of every epoch is the image model's pooled with
@@ -116,11 +119,13 @@ class InferenceEngine:
 
     def __init__(self, model: Any, tokenizer: Any, recording: Any,
                  manifest: dict | None = None, batch_size: int = APP_BATCH,
-                 cohort: Any = None) -> None:
+                 cohort: Any = None, stager: Any = None) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"The 'batch_size' parameter must be a positive integer, "
                              f"but got {batch_size!r}.")
         self.model = model
+        #: What stages the night: ``model`` itself, or its stage-only twin.
+        self.stager = stager if stager is not None else model
         self.tokenizer = tokenizer
         self.recording = recording
         self.manifest = manifest or {}
@@ -171,12 +176,18 @@ class InferenceEngine:
 
             if supports(check_folder(folder, RENDERER_VERSION)[0]):
                 model, manifest = load_stager(folder, device, RENDERER_VERSION)
+        stager = None
         if model is None:
+            from eegvlm_desktop.ml.vlm.stager import stager_from
+
             model, tok, manifest = load_model(folder, device,
                                               expected_renderer_version=RENDERER_VERSION)
+            # The full model explains; the night is staged by its stage-only twin, the same
+            # weights on the faster forward (the in-app run gets `eegvlm stage`'s speed).
+            stager = stager_from(model)
         cohort = (CohortStager(folder) if "fusion" in manifest
                   and CohortStager.available(folder) else None)
-        return cls(model, tok, recording, manifest, batch_size, cohort)
+        return cls(model, tok, recording, manifest, batch_size, cohort, stager)
 
     @property
     def device(self) -> str:
@@ -190,6 +201,7 @@ class InferenceEngine:
         import torch
 
         self.model.to("cpu")
+        self.stager.to("cpu")
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -199,7 +211,7 @@ class InferenceEngine:
 
         while True:
             try:
-                return predict_probs(self.model, images, self.batch_size)
+                return predict_probs(self.stager, images, self.batch_size)
             except Exception as err:  # noqa: BLE001 - only OOM is handled, the rest re-raised
                 if not is_oom(err):
                     raise

@@ -107,3 +107,20 @@ def test_staging_only_engine_refuses_to_explain(tmp_path) -> None:
     engine = InferenceEngine.load(FOLDER, rec, staging_only=True)
     with pytest.raises(EEGVLMError, match="staging only.*staging_only=False"):
         engine.explain(0)
+
+
+def test_the_app_engine_stages_with_the_twin_and_explains_with_the_full_model(tmp_path) -> None:
+    from eegvlm_desktop.core.recording.recording import read_recording
+    from eegvlm_desktop.ml.inference import InferenceEngine
+    from eegvlm_desktop.ml.vlm.stager import stager_from
+    from tests.conftest import write_edf
+
+    rec = read_recording(write_edf(tmp_path / "n.edf", duration_s=120.0))
+    eng = InferenceEngine.load(FOLDER, rec)
+    assert isinstance(eng.stager, StageOnlyVLM) and eng.stager is not eng.model
+    assert eng.tokenizer is not None  # still explains
+    images = eng.images(range(4))
+    torch.testing.assert_close(eng.stager.stage_probs(images), eng.model.stage_probs(images),
+                               rtol=0, atol=2e-6)
+    # A model the twin cannot mirror stages itself, as before.
+    assert stager_from(torch.nn.Linear(2, 2)) is None

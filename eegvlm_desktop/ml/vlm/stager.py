@@ -23,6 +23,7 @@ from torch import nn
 
 from eegvlm_desktop.ml.vlm.config import CUSTOM_ARCH, VLMConfig
 from eegvlm_desktop.ml.vlm.enhance import Projector, ResNet18Features
+from eegvlm_desktop.ml.vlm.weights import tied_keys
 
 #: open_clip's OPENAI_DATASET_MEAN / _STD (the full model normalises with them).
 PIXEL_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -296,7 +297,7 @@ def load_stager(folder: str | Path, device: str = "cpu",
     from safetensors.torch import load_file
 
     from eegvlm_desktop.ml.vlm.weights import (CONFIG_FILE, WEIGHTS_FILE, ModelFolderError,
-                                               check_folder, tied_keys)
+                                               check_folder)
 
     folder = Path(folder)
     cfg, manifest = check_folder(folder, expected_renderer_version)
@@ -319,13 +320,37 @@ def load_stager(folder: str | Path, device: str = "cpu",
             f"The weights in model folder '{folder}' do not fit its config.json: missing keys "
             f"{sorted(missing)[:10]}, unexpected keys {sorted(result.unexpected_keys)[:10]}. "
             "Re-export the model; do not mix files of different models.")
-    model = model.to(device).eval()
+    return _ready(model.to(device)), manifest
+
+
+def stager_from(full: nn.Module) -> StageOnlyVLM | None:
+    """The stage-only forward of a loaded full model (its weights copied), or None.
+
+    The app's engine keeps the full model for explanations and stages the night with this
+    one: the same probabilities (to float rounding), ~30 % faster on 2 cores, for ~30 MB.
+    None when the full model's shape is not one :func:`supports`, or its weights do not
+    map one to one (then the full model stages, as before).
+    """
+    config = getattr(full, "config", None)
+    if not isinstance(config, VLMConfig) or not supports(config):
+        return None
+    model = StageOnlyVLM(config)
+    result = model.load_state_dict(full.state_dict(), strict=False)
+    if set(result.missing_keys) - tied_keys(model.state_dict()) or result.unexpected_keys:
+        return None
+    device = next(full.parameters()).device
+    return _ready(model.to(device))
+
+
+def _ready(model: StageOnlyVLM) -> StageOnlyVLM:
+    """Eval mode, then the inference-only shortcuts (:func:`_fold_batchnorm`)."""
+    model.eval()
     if model.use_enhance:
         _fold_batchnorm(model.enhance)
         # oneDNN's convolutions run ~1.6x faster channels-last for these narrow (16-128)
         # layers on a CPU (0.65 -> 0.40 s per 320 images on 2 cores, folding included).
         model.enhance.to(memory_format=torch.channels_last)
-    return model, manifest
+    return model
 
 
 def _fold_batchnorm(net: ResNet18Features) -> None:
