@@ -187,6 +187,25 @@ def test_standardize_windows() -> None:
     assert torch.allclose(s.std(dim=(1, 4)), torch.ones(2, 3, 65), atol=1e-4)
 
 
+def test_running_sum_moments_are_each_windows_own() -> None:
+    # A night-like stack: padding (-20) at both ends, log powers with a slow drift, one
+    # constant bin (its std must come out 0 + 1e-15, not a negative rounding error).
+    g = torch.Generator().manual_seed(0)
+    drift = torch.linspace(0, 4, 60)[:, None, None, None]
+    x = torch.randn(60, 2, 65, 28, generator=g) * 3 - 8 + drift
+    x[:20], x[-20:], x[:, 1, 7] = rsn.PAD_VALUE, rsn.PAD_VALUE, -3.0
+    mean, scale = rsn._window_moments(x)
+    assert mean.shape == scale.shape == (60 - 20, 1, 2, 65, 1)
+    idx = torch.arange(40)[:, None] + torch.arange(21)[None]
+    w = x[idx]
+    torch.testing.assert_close(mean, w.mean(dim=(1, 4), keepdim=True), rtol=0, atol=1e-5)
+    direct = w.std(dim=(1, 4), keepdim=True, unbiased=True) + 1e-15
+    torch.testing.assert_close(scale, direct, rtol=1e-5, atol=1e-6)
+    assert (scale[:, :, 1, 7] > 0).all()
+    torch.testing.assert_close((w - mean) / scale, rsn.standardize_windows(w), rtol=1e-4,
+                               atol=1e-4)
+
+
 @pytest.mark.parametrize(
     "spec, kw, match",
     [
