@@ -166,3 +166,11 @@ def test_gain_variants_change_the_inputs_and_the_card_says_so(night, tmp_path, m
     assert card["adaptation"]["guard"]["n_variants"] == 48
     assert "training variants" in card["adaptation"]["method"]
     assert card["metrics"]["before"]["n_epochs"] == 12
+
+
+def test_cli_refuses_a_variant_gain_of_one_before_reading_anything(tmp_path, capsys):
+    assert cli.main(["finetune", "--model", str(DEFAULT), "--data", str(tmp_path),
+                     "--out", str(tmp_path / "ad"), "--variant-gains", "0.7", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--variant-gains" in err and "got (0.7, 1.0)" in err
+    assert not (tmp_path / "ad").exists()
