@@ -2,8 +2,10 @@
 
 One pure function, :func:`render_epoch`, turns per-role signals (µV at a fixed 100 Hz) into a
 224 x 224 RGB uint8 image; every caller (training export, inference, the attention view) uses
-it, so the model always sees exactly what it was trained on. Rasterisation is plain numpy
-(min/max per pixel column, drawn as vertical spans, the "peak" downsampling of EEG browsers):
+it (a night through its batch form, :func:`render_epochs`, which draws each window to the
+same bytes: :mod:`.raster`), so the model always sees exactly what it was trained on.
+Rasterisation is plain numpy (min/max per pixel column, drawn as vertical spans, the "peak"
+downsampling of EEG browsers):
 no matplotlib, deterministic to the byte, and fast enough to render a night in seconds.
 
 Layout (top to bottom): EEG frontal, EEG central, EEG occipital, EOG, chin EMG, then a
@@ -17,7 +19,6 @@ envelope as a trace at +-50 µV, which left it ~1 pixel high: the model never sa
 """
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -25,6 +26,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from eegvlm_desktop.core.picture import raster
 from eegvlm_desktop.core.recording.montage import EEG_ROLES, ROLES
 
 #: Bump whenever a pixel of the output may change: cached images and trained models record it.
@@ -55,6 +57,9 @@ TF_DB = (-15.0, 25.0)
 
 _BAND_HEIGHT = 36  # 5 x 36 = 180 rows of traces ...
 _TF_HEIGHT = IMAGE_SIZE - len(ROLES) * _BAND_HEIGHT  # ... and 44 rows of spectrogram
+#: Windows drawn together by render_night: the per-call overhead is gone by ~30, and the
+#: working arrays stay a few MB.
+_DRAW_BATCH = 32
 _PAD_S = 1.0  # resampling reads 1 s beyond the window so its filter has no edge effect
 
 
@@ -211,55 +216,20 @@ def _colour_lut() -> np.ndarray:
 _LUT = _colour_lut()
 
 
-def _column_extrema(x: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per pixel column: min, max (joined to the previous column's last sample), and validity."""
-    if x.size < width:  # short windows: interpolate so every column holds a sample
-        x = np.interp(np.linspace(0, x.size - 1, width), np.arange(x.size), x)
-    n = x.size
-    starts = (np.arange(width) * n) // width
-    finite = np.isfinite(x)
-    valid = np.add.reduceat(finite.astype(np.int32), starts) > 0
-    lo = np.minimum.reduceat(np.where(finite, x, np.inf), starts)
-    hi = np.maximum.reduceat(np.where(finite, x, -np.inf), starts)
-    # Joining each column to the last sample of the previous one keeps a steep trace connected.
-    ends = np.r_[starts[1:], n] - 1
-    last = x[ends]
-    prev = np.r_[np.nan, last[:-1]]
-    ok = np.isfinite(prev) & valid
-    lo[ok] = np.minimum(lo[ok], prev[ok])
-    hi[ok] = np.maximum(hi[ok], prev[ok])
-    return lo, hi, valid
-
-
-def _draw_trace(img: np.ndarray, band: Band, x: np.ndarray | None) -> None:
-    h, w = band.height, img.shape[1]
-    view = img[band.top:band.top + h]
+def _draw_trace(imgs: np.ndarray, band: Band, x: np.ndarray | None) -> None:
+    """A fixed-scale trace per image: min..max of each pixel column, offset removed."""
+    h, w = band.height, imgs.shape[2]
+    view = imgs[:, band.top:band.top + h]
     mid = (h - 1) / 2.0
     if x is None:
-        view[int(mid)] = MISSING_COLOR
+        view[:, int(mid)] = MISSING_COLOR
         return
-    x = np.asarray(x, dtype=np.float64)
-    # Remove the offset (electrode DC, slow drift) so a fixed scale stays centred.
-    fin = x[np.isfinite(x)]
-    if fin.size:
-        x = x - np.median(fin)
-    lo, hi, valid = _column_extrema(x, w)
+    lo, hi, valid = raster.column_extrema(raster.centre(np.asarray(x, dtype=np.float64)), w)
     px_per_uv = mid / float(band.scale_uv)  # +scale -> row 0, -scale -> row h-1
     with np.errstate(invalid="ignore"):  # inf/NaN in invalid columns, masked out below
         top = np.clip(np.floor(mid - hi * px_per_uv + 0.5), 0, h - 1)
         bot = np.clip(np.floor(mid - lo * px_per_uv + 0.5), 0, h - 1)
-    rows = np.arange(h)[:, None]
-    mask = (rows >= top[None, :]) & (rows <= bot[None, :]) & valid[None, :]
-    view[mask] = COLORS[band.kind]
-
-
-@functools.lru_cache(maxsize=8)
-def _emg_highpass(sfreq: float) -> np.ndarray:
-    """The EMG high-pass as second-order sections, designed once per rate: designing it for
-    every epoch was a quarter of a night's rendering time (0.5 of 2.2 s for 852 epochs)."""
-    sos = _sps().butter(4, EMG_HIGHPASS_HZ, "highpass", fs=sfreq, output="sos")
-    sos.flags.writeable = False  # shared between calls: callers filter with a copy
-    return sos
+    raster.draw_spans(view, top, bot, valid, COLORS[band.kind])
 
 
 def emg_envelope(x: np.ndarray, sfreq: float) -> np.ndarray:
@@ -271,68 +241,52 @@ def emg_envelope(x: np.ndarray, sfreq: float) -> np.ndarray:
     windows centred on each sample.
     """
     x = np.asarray(x, dtype=np.float64)
-    finite = np.isfinite(x)
-    if not finite.any():
-        return x.copy()
-    filled = np.where(finite, x, 0.0)
-    n_win = max(1, int(round(sfreq)))
-    if filled.size > 27 and sfreq > 2 * EMG_HIGHPASS_HZ:
-        hp = _sps().sosfiltfilt(_emg_highpass(float(sfreq)).copy(), filled - filled[finite].mean())
-    else:  # too short or too slow to hold a muscle band: only an envelope makes sense
-        hp = np.zeros_like(filled)
-    vals = x[finite]
-    hp_rms = float(np.sqrt(np.mean(hp[finite] ** 2)))
-    if np.mean(vals >= 0) >= 0.99 and hp_rms < 0.1 * max(float(vals.mean()), 1e-12):
-        env = np.clip(filled, 0.0, None)  # already an envelope (resampling rings slightly < 0)
-    else:
-        power = np.convolve(hp ** 2, np.ones(n_win) / n_win, mode="same")
-        env = np.sqrt(power)
-    return np.where(finite, env, np.nan)
+    return raster.emg_envelopes(x[None], sfreq, EMG_HIGHPASS_HZ)[0]
 
 
-def _draw_level(img: np.ndarray, band: Band, x: np.ndarray | None, sfreq: float) -> None:
+def _draw_level(imgs: np.ndarray, band: Band, x: np.ndarray | None, sfreq: float) -> None:
     """Chin EMG as a filled level per column (log µV scale, bottom = EMG_LEVEL_UV[0])."""
-    h, w = band.height, img.shape[1]
-    view = img[band.top:band.top + h]
+    h, w = band.height, imgs.shape[2]
+    view = imgs[:, band.top:band.top + h]
     if x is None:
-        view[(h - 1) // 2] = MISSING_COLOR
+        view[:, (h - 1) // 2] = MISSING_COLOR
         return
-    env = emg_envelope(x, sfreq)
-    if env.size < w:
-        env = np.interp(np.linspace(0, env.size - 1, w), np.arange(env.size), env)
-    starts = (np.arange(w) * env.size) // w
-    finite = np.isfinite(env)
-    counts = np.add.reduceat(finite.astype(np.int32), starts)
-    sums = np.add.reduceat(np.where(finite, env, 0.0), starts)
-    valid = counts > 0
-    level = sums / np.maximum(counts, 1)
+    env = raster.emg_envelopes(np.asarray(x, dtype=np.float64), sfreq, EMG_HIGHPASS_HZ)
+    level, valid = raster.column_means(env, w)
     lo, hi = np.log10(EMG_LEVEL_UV[0]), np.log10(EMG_LEVEL_UV[1])
     frac = np.clip((np.log10(np.maximum(level, 1e-12)) - lo) / (hi - lo), 0.0, 1.0)
     # At least the bottom row is lit in a valid column, so "no tone" differs from "no data".
     top = np.clip(np.floor((h - 1) * (1.0 - frac) + 0.5), 0, h - 1)
-    rows = np.arange(h)[:, None]
-    view[(rows >= top[None, :]) & valid[None, :]] = COLORS["emg"]
+    raster.draw_spans(view, top, np.full_like(top, h - 1), valid, COLORS["emg"])
 
 
-def _draw_tf(img: np.ndarray, band: Band, x: np.ndarray | None, sfreq: float) -> None:
-    view = img[band.top:band.top + band.height]
+def _draw_tf(imgs: np.ndarray, band: Band, x: np.ndarray | None, sfreq: float) -> None:
+    view = imgs[:, band.top:band.top + band.height]
     if x is None:
-        view[band.height // 2] = MISSING_COLOR
+        view[:, band.height // 2] = MISSING_COLOR
         return
-    x = np.where(np.isfinite(x), x, 0.0)  # off-recording parts: no power
-    nper = int(round(2.0 * sfreq))  # 2-s windows: 0.5 Hz resolution, enough for 0.5-4 Hz delta
-    if x.size < nper:
-        x = np.pad(x, (0, nper - x.size))
-    freqs, _, sxx = _sps().spectrogram(x, fs=sfreq, window="hann", nperseg=nper,
-                                       noverlap=nper - nper // 8, detrend="constant",
-                                       scaling="density", mode="psd")
     # Row r (0 = top) shows the frequency bin nearest to its centre frequency, high at the top.
     row_f = TF_FREQS[1] - (np.arange(band.height) + 0.5) * (np.diff(TF_FREQS)[0] / band.height)
-    fi = np.abs(freqs[None, :] - row_f[:, None]).argmin(1)
-    ti = (np.arange(img.shape[1]) * sxx.shape[1]) // img.shape[1]
-    db = 10.0 * np.log10(sxx[np.ix_(fi, ti)] + 1e-12)
+    db = raster.power_db(x, sfreq, row_f, imgs.shape[2])
     level = np.clip((db - TF_DB[0]) / (TF_DB[1] - TF_DB[0]), 0.0, 1.0)
     view[:] = _LUT[(level * 255 + 0.5).astype(np.intp)]
+
+
+def _check_signals(signals: EpochSignals) -> None:
+    unknown = sorted(set(signals.signals) - set(ROLES))
+    if unknown:
+        raise ValueError(f"Invalid value for the 'signals' parameter: roles must be among "
+                         f"{ROLES}, but got {unknown} instead.")
+    if not signals.sfreq > 0:
+        raise ValueError("Invalid value for the 'sfreq' parameter: it must be > 0 Hz, but got "
+                         f"{signals.sfreq!r} instead.")
+
+
+def _shape_key(signals: EpochSignals) -> tuple:
+    """Windows with the same key are drawn together (same rate, roles, lengths and dtypes)."""
+    return (float(signals.sfreq),) + tuple(
+        None if signals.signals.get(r) is None else
+        (np.shape(signals.signals[r]), np.asarray(signals.signals[r]).dtype.str) for r in ROLES)
 
 
 def render_epoch(signals: EpochSignals) -> np.ndarray:
@@ -346,26 +300,46 @@ def render_epoch(signals: EpochSignals) -> np.ndarray:
     Returns
     -------
     ndarray, uint8, shape (IMAGE_SIZE, IMAGE_SIZE, 3)
-        Deterministic: the same signals always give the same bytes.
+        Deterministic: the same signals always give the same bytes, alone or in a batch
+        (:func:`render_epochs`).
     """
-    unknown = sorted(set(signals.signals) - set(ROLES))
-    if unknown:
-        raise ValueError(f"Invalid value for the 'signals' parameter: roles must be among "
-                         f"{ROLES}, but got {unknown} instead.")
-    if not signals.sfreq > 0:
-        raise ValueError("Invalid value for the 'sfreq' parameter: it must be > 0 Hz, but got "
-                         f"{signals.sfreq!r} instead.")
-    img = np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    return render_epochs([signals])[0]
+
+
+def render_epochs(batch: Sequence[EpochSignals]) -> np.ndarray:
+    """Render several windows: row ``i`` is ``render_epoch(batch[i])``, byte for byte.
+
+    Windows of the same rate, roles and lengths (all of a night's) are drawn together, a
+    band at a time (:mod:`.raster`); that is what makes a night fast to render.
+
+    Returns
+    -------
+    ndarray, uint8, shape (len(batch), IMAGE_SIZE, IMAGE_SIZE, 3)
+    """
+    for signals in batch:
+        _check_signals(signals)
+    out = np.zeros((len(batch), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    groups: dict[tuple, list[int]] = {}
+    for i, signals in enumerate(batch):
+        groups.setdefault(_shape_key(signals), []).append(i)
     bands = image_layout()
-    for band in bands[:-1]:
-        if band.kind == "emg":
-            _draw_level(img, band, signals.signals.get(band.name), signals.sfreq)
-        else:
-            _draw_trace(img, band, signals.signals.get(band.name))
-    tf_src = next((signals.signals[r] for r in ("eeg_central",) + EEG_ROLES
-                   if signals.signals.get(r) is not None), None)
-    _draw_tf(img, bands[-1], tf_src, signals.sfreq)
-    return img
+    for key, idx in groups.items():
+        sfreq, present = key[0], dict(zip(ROLES, key[1:]))
+        # Stacked as given: traces and the EMG level work in float64, the spectrogram in the
+        # signal's own precision, as the one-window renderer did.
+        stacked = {r: None if present[r] is None else np.stack(
+            [np.asarray(batch[i].signals[r]) for i in idx]) for r in ROLES}
+        imgs = out[idx]
+        for band in bands[:-1]:
+            if band.kind == "emg":
+                _draw_level(imgs, band, stacked[band.name], sfreq)
+            else:
+                _draw_trace(imgs, band, stacked[band.name])
+        tf_src = next((stacked[r] for r in ("eeg_central",) + EEG_ROLES
+                       if stacked[r] is not None), None)
+        _draw_tf(imgs, bands[-1], tf_src, sfreq)
+        out[idx] = imgs
+    return out
 
 
 def render_night(recording: Any, roles: dict[str, int | None],
@@ -409,7 +383,10 @@ def render_night(recording: Any, roles: dict[str, int | None],
         while j < len(order) and idx[order[j]] - first < chunk_epochs:
             j += 1
         chunk = [idx[o] for o in order[k:j]]
-        for o, sig in zip(order[k:j], _cut(recording, roles, chunk, epoch_length, context)):
-            out[o] = render_epoch(sig if transform is None else transform(sig))
+        sigs = _cut(recording, roles, chunk, epoch_length, context)
+        if transform is not None:  # in epoch order: a seeded transform draws the same way
+            sigs = [transform(sig) for sig in sigs]
+        for b in range(0, len(sigs), _DRAW_BATCH):
+            out[order[k:j][b:b + _DRAW_BATCH]] = render_epochs(sigs[b:b + _DRAW_BATCH])
         k = j
     return out

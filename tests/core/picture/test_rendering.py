@@ -284,3 +284,47 @@ def test_example_night_renders_20_epochs_quickly() -> None:
     assert time.perf_counter() - t0 < 5.0
     assert imgs.shape == (20, IMAGE_SIZE, IMAGE_SIZE, 3)
     assert len({im.tobytes() for im in imgs}) == 20
+
+
+def test_renderer_2_bytes_of_the_example_night_are_unchanged() -> None:
+    """Every pixel the shipped model was trained on: a change here needs a new
+    RENDERER_VERSION (and new weights), never a silent edit of this checksum."""
+    import hashlib
+
+    from eegvlm_desktop.core.picture.rendering import RENDERER_VERSION
+
+    if not EXAMPLE_PSG.exists():
+        pytest.skip("resources/example is not present")
+    rec = read_recording(EXAMPLE_PSG)
+    imgs = render_night(rec, pick_roles(rec.ch_names, rec.ch_types), range(0, 852, 8))
+    assert RENDERER_VERSION == "2"
+    assert hashlib.sha256(imgs.tobytes()).hexdigest() == (
+        "67c51ee3d9730014859169dc38a497202b127201e16b690cadf8567693418626")
+
+
+def test_a_window_draws_the_same_alone_and_in_any_batch() -> None:
+    from eegvlm_desktop.core.picture.rendering import render_epochs
+
+    rng = np.random.default_rng(3)
+    batch = []
+    for k in range(7):
+        s = {r: rng.normal(0, 40, 3000) for r in ROLES}
+        s["emg"] = rng.normal(0, 3, 3000) * (k + 1)
+        if k == 1:
+            s["eeg_frontal"][:700] = np.nan  # off the recording's start
+        if k == 2:
+            s["emg"] = np.abs(s["emg"])  # an envelope channel
+        if k == 3:
+            s["emg"][:] = np.nan
+        if k == 4:
+            s["eog"] = None  # other roles: drawn in a group of their own
+        if k == 5:
+            s = {r: v.astype(np.float32) for r, v in s.items()}
+        if k == 6:
+            s = {r: v[:1000] for r, v in s.items()}  # another length
+        batch.append(EpochSignals(s, 100.0 if k != 6 else 33.3))
+    together = render_epochs(batch)
+    for k, sig in enumerate(batch):
+        assert np.array_equal(together[k], render_epoch(sig)), k
+    assert np.array_equal(render_epochs(batch[::-1])[::-1], together)
+    assert render_epochs([]).shape == (0, IMAGE_SIZE, IMAGE_SIZE, 3)
