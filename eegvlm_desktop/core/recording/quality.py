@@ -105,27 +105,45 @@ def check_signal_quality(recording: Any) -> list[SignalIssue]:
     if not idx or recording.n_times == 0:
         return []
     spans = _windows(recording.n_times, recording.sfreq)
-    chunks = [recording.get_data(idx, s0, s1) for s0, s1 in spans]
-    n = sum(c.shape[1] for c in chunks)
-    # RMS about each window's own mean: a DC offset (common in DC-coupled EOG) is not signal,
-    # and a slow drift must not pass for EEG. Summed window by window: no concatenated copies
-    # of the sample (they tripled the viewer's memory peak on open, issue 18).
-    squares = sum(np.sum((c - c.mean(axis=1, keepdims=True)) ** 2, axis=1) for c in chunks)
+    # One window in memory at a time, read twice (the clipping count needs each channel's
+    # extremes first): the check runs beside the first page on the app's job thread, and
+    # holding the whole sample (~15 MB for 10 channels at 256 Hz) lifted the viewer's peak.
+    lo, hi = np.full(len(idx), np.inf), np.full(len(idx), -np.inf)
+    squares, n = np.zeros(len(idx)), 0
+    for s0, s1 in spans:
+        c = recording.get_data(idx, s0, s1)
+        n += c.shape[1]
+        # RMS about each window's own mean: a DC offset (common in DC-coupled EOG) is not
+        # signal, and a slow drift must not pass for EEG.
+        squares = squares + np.sum((c - c.mean(axis=1, keepdims=True)) ** 2, axis=1)
+        lo, hi = np.minimum(lo, c.min(axis=1)), np.maximum(hi, c.max(axis=1))
     rms = np.sqrt(squares / n)
     seconds = n / recording.sfreq
     sampled = ("the whole recording" if n >= recording.n_times else
                f"{seconds / 60:.0f} min sampled across the night")
-    issues: list[SignalIssue] = []
-    for row, i in enumerate(idx):
-        x = np.concatenate([c[row] for c in chunks])  # one channel at a time
-        issue = _check_channel(recording, i, x, float(rms[row]), sampled)
-        if issue is not None:
-            issues.append(issue)
-    return issues
+    found = {row: _check_level(recording, i, float(lo[row]), float(hi[row]), float(rms[row]),
+                               sampled) for row, i in enumerate(idx)}
+    rest = [row for row, issue in found.items() if issue is None]
+    if rest:
+        # Clipping shows as plateaus at the extreme values, wherever the cut happened (the
+        # amplifier's input range or the file's): in real EEG the extremes are single
+        # samples. Half a stored step of tolerance, so values rounded onto a plateau count.
+        tol = np.array([max((hi[r] - lo[r]) * 1e-9, recording.resolution(idx[r]) / 2)
+                        for r in rest])
+        at_edge = np.zeros(len(rest), dtype=np.int64)
+        for s0, s1 in spans:
+            c = recording.get_data([idx[r] for r in rest], s0, s1)
+            at_edge += np.count_nonzero((c <= (lo[rest] + tol)[:, None])
+                                        | (c >= (hi[rest] - tol)[:, None]), axis=1)
+        for k, row in enumerate(rest):
+            found[row] = _check_clipping(recording, idx[row], float(lo[row]), float(hi[row]),
+                                         float(at_edge[k]) / n, sampled)
+    return [found[row] for row in range(len(idx)) if found[row] is not None]
 
 
-def _check_channel(rec: Any, i: int, x: np.ndarray, rms: float,
-                   sampled: str) -> SignalIssue | None:
+def _check_level(rec: Any, i: int, lo: float, hi: float, rms: float,
+                 sampled: str) -> SignalIssue | None:
+    """No range, flat or tiny: what the channel's extremes and RMS alone tell."""
     name, kind_of = rec.ch_names[i], rec.ch_types[i]
     label = _label(rec, i)
     rng = rec.physical_range(i)
@@ -134,7 +152,6 @@ def _check_channel(rec: Any, i: int, x: np.ndarray, rms: float,
                            f"{label}: the file's header gives it the same physical minimum and "
                            f"maximum ({rng[0]:g} µV), so every sample reads as that one value. "
                            f"It holds no usable signal.")
-    lo, hi = float(x.min()), float(x.max())
     if hi == lo:
         return SignalIssue(name, i, kind_of, "flat", True,
                            f"{label} is flat: every sample is {lo:.3g} µV ({sampled}). The "
@@ -146,20 +163,21 @@ def _check_channel(rec: Any, i: int, x: np.ndarray, rms: float,
                            f"({sampled}), where real {kind_of.upper()} is at least "
                            f"{floor:g} µV. The file probably stores volts in a channel labelled "
                            f"µV; export it again with the right unit.")
-    # Clipping shows as plateaus at the extreme values, wherever the cut happened (the
-    # amplifier's input range or the file's): in real EEG the extremes are single samples.
-    # Half a stored step of tolerance, so values rounded onto a plateau still count.
-    tol = max((hi - lo) * 1e-9, rec.resolution(i) / 2)
-    at_edge = float(np.mean((x <= lo + tol) | (x >= hi - tol)))
-    if at_edge >= CLIPPED_WARN:
-        unusable = at_edge >= CLIPPED_UNUSABLE
-        return SignalIssue(name, i, kind_of, "clipped", unusable,
-                           f"{label} is clipped: {at_edge:.0%} of its samples ({sampled}) sit "
-                           f"at its extreme values ({lo:.4g} or {hi:.4g} µV), where the "
-                           f"waveform was cut off."
-                           + (" Most of it is lost; it cannot be trusted." if unusable else
-                              " Its largest waves read too small there."))
     return None
+
+
+def _check_clipping(rec: Any, i: int, lo: float, hi: float, at_edge: float,
+                    sampled: str) -> SignalIssue | None:
+    """Clipped: ``at_edge`` of the sampled values sit at the channel's extremes."""
+    if at_edge < CLIPPED_WARN:
+        return None
+    unusable = at_edge >= CLIPPED_UNUSABLE
+    return SignalIssue(rec.ch_names[i], i, rec.ch_types[i], "clipped", unusable,
+                       f"{_label(rec, i)} is clipped: {at_edge:.0%} of its samples ({sampled}) "
+                       f"sit at its extreme values ({lo:.4g} or {hi:.4g} µV), where the "
+                       f"waveform was cut off."
+                       + (" Most of it is lost; it cannot be trusted." if unusable else
+                          " Its largest waves read too small there."))
 
 
 def recording_notes(recording: Any, issues: list[SignalIssue] | None = None) -> list[str]:
