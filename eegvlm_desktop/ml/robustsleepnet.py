@@ -329,6 +329,10 @@ def _normalize_iqr(x: np.ndarray) -> np.ndarray:
     return (x - med) / iqr
 
 
+#: Epochs per block in _epoch_log_spectrogram (each block's temporaries are ~12 MB).
+_SPEC_CHUNK = 100
+
+
 def _epoch_log_spectrogram(epochs: np.ndarray) -> np.ndarray:
     """Log10 power spectrogram of each 30-s epoch separately.
 
@@ -338,10 +342,16 @@ def _epoch_log_spectrogram(epochs: np.ndarray) -> np.ndarray:
     window = np.hanning(N_FFT)  # symmetric Hann
     window = window / window.sum()
     starts = np.arange(N_FRAMES) * HOP
-    frames = epochs[..., starts[:, None] + np.arange(N_FFT)[None, :]]  # (..., 28, 128)
-    spec = np.fft.rfft(frames * window, n=N_FFT, axis=-1)  # (..., 28, 65)
-    power = np.clip(spec.real**2 + spec.imag**2, *_POWER_CLAMP)
-    return np.log10(power).swapaxes(-1, -2)
+    # float32, what the network takes: each value is the float64 result rounded once.
+    out = np.empty(epochs.shape[:-1] + (N_FREQ, N_FRAMES), dtype=np.float32)
+    # A few hundred epochs at a time: the frames, their FFT and the powers of a whole night
+    # at once were ~100 MB of temporaries, the peak of `eegvlm stage` (issue 18).
+    for a in range(0, epochs.shape[0], _SPEC_CHUNK):
+        frames = epochs[a:a + _SPEC_CHUNK, ..., starts[:, None] + np.arange(N_FFT)[None, :]]
+        spec = np.fft.rfft(frames * window, n=N_FFT, axis=-1)  # (..., 28, 65)
+        power = np.clip(spec.real**2 + spec.imag**2, *_POWER_CLAMP)
+        out[a:a + _SPEC_CHUNK] = np.log10(power).swapaxes(-1, -2)
+    return out
 
 
 def preprocess(signals: Sequence[np.ndarray], rates: Sequence[float]) -> np.ndarray:
@@ -414,7 +424,7 @@ def preprocess(signals: Sequence[np.ndarray], rates: Sequence[float]) -> np.ndar
     n_epochs = min(c.size for c in channels) // EPOCH_SAMPLES
     stacked = np.stack([c[: n_epochs * EPOCH_SAMPLES] for c in channels])  # (C, S)
     epochs = stacked.reshape(len(channels), n_epochs, EPOCH_SAMPLES).swapaxes(0, 1)
-    return _epoch_log_spectrogram(epochs).astype(np.float32)
+    return _epoch_log_spectrogram(epochs)
 
 
 # --------------------------------------------------------------------------------------
