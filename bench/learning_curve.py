@@ -55,7 +55,7 @@ def dreams_inputs(folder: Path, settings) -> dict:
 
     from eegvlm_desktop.core.recording.montage import pick_roles
     from eegvlm_desktop.core.recording.recording import read_recording
-    from eegvlm_desktop.ml.adapt import _night_variants, recording_inputs
+    from eegvlm_desktop.ml.adapt import night_variants, recording_inputs
     from eegvlm_desktop.ml.cohort import CohortStager
     from eegvlm_desktop.ml.vlm.weights import load_model
 
@@ -71,7 +71,7 @@ def dreams_inputs(folder: Path, settings) -> dict:
         roles = pick_roles(rec.ch_names, rec.ch_types)
         x = recording_inputs(rec, roles, keep, model, cohort)
         x.y = np.array([STAGES.index(st[i]) for i in keep])
-        v = (_night_variants(rec, roles, x, keep, model, cohort, settings, lambda: False)
+        v = (night_variants(rec, roles, x, keep, model, cohort, settings, lambda: False)
              if settings.has_variants else None)
         out[f"dreams{k}"] = (x, v)
     return out

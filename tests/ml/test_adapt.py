@@ -13,9 +13,9 @@ from eegvlm_desktop.core.hypnogram.read import read_hypnogram
 from eegvlm_desktop.core.recording.recording import read_recording
 from eegvlm_desktop.core.staging.adapt import AdaptSettings, Head, HeadData
 from eegvlm_desktop.core.staging.fusion import Fusion
-from eegvlm_desktop.ml.adapt import (RSN_FILE, VariantRecording, adapt_to_recording,
-                                     load_rehearsal, parent_head, save_adapted,
-                                     variant_views)
+from eegvlm_desktop.ml.adapt import (RSN_FILE, adapt_to_recording, load_rehearsal,
+                                     parent_head, save_adapted)
+from eegvlm_desktop.ml.variants import VariantRecording, variant_views
 from eegvlm_desktop.ml.vlm.weights import load_model, read_manifest
 from tests.conftest import EXAMPLE_HYP, EXAMPLE_PSG, REPO
 
