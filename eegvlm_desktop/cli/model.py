@@ -105,6 +105,11 @@ def add_parsers(sub) -> None:
     # 16, not 32: the same speed on 2 CPU cores (3.4 vs 3.7 s for the example night's image
     # model) and ~80 MB less peak RSS (activations of half the batch).
     s.add_argument("--batch-size", type=_positive_int, default=16)
+    # Two runs side by side on 2 cores, each with torch's default (all cores): 55 s for both,
+    # their compute threads busy-waiting on each other; with --threads 1 each: 14.6 s.
+    s.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch compute threads (default: all cores); give each run 1 when "
+                        "several nights are staged at once on a small machine")
     f = sub.add_parser("finetune", help="fine-tune a model on exported expert corrections")
     f.add_argument("--model", required=True, help="model folder to start from (only read)")
     f.add_argument("--method", choices=("adapt", "image"), default="adapt", help="adapt "
@@ -234,7 +239,7 @@ def _stage(args) -> int:
                                                         night_context)
     from eegvlm_desktop.core.stages import UNS
     from eegvlm_desktop.core.staging.model_layer import ModelLayer
-    from eegvlm_desktop.ml.inference import EpochQueue, InferenceEngine
+    from eegvlm_desktop.ml.inference import EpochQueue, InferenceEngine, threads, use_threads
 
     folder = Path(args.model) if args.model else default_models_root() / "default"
     rec = read_recording(args.recording)
@@ -246,6 +251,8 @@ def _stage(args) -> int:
     # warnings, flat/tiny/clipped channels) goes into the JSON too: a night staged from a
     # doubtful signal must say so even where the per-epoch gate let its epochs through.
     notes = recording_notes(rec)
+    if args.threads is not None:
+        use_threads(args.threads)
     # Staging only: the stage-only forward, without open_clip and transformers (ml/vlm/stager.py).
     engine = InferenceEngine.load(folder, rec, args.device, batch_size=args.batch_size,
                                   staging_only=True)
@@ -267,7 +274,8 @@ def _stage(args) -> int:
         "night_context": layer.context_active, "channels": engine.channel_map})
     print(json.dumps({"wrote": str(out), "epochs": n, "model": folder.name,
                       "night_context": layer.context_active, "device": report.device,
-                      "seconds": round(report.seconds, 2), "channels": engine.channel_map,
+                      "seconds": round(report.seconds, 2), "threads": threads(),
+                      "channels": engine.channel_map,
                       "stages": dict(Counter(stages)),
                       "sources": _sources(engine),
                       "unscorable": {"epochs": len(report.unscorable),

@@ -78,6 +78,13 @@ def use_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
+def threads() -> int:
+    """torch's compute threads on this thread (what :func:`use_threads` set, else its default)."""
+    import torch
+
+    return torch.get_num_threads()
+
+
 @dataclass
 class RunReport:
     """How a staging run ended."""

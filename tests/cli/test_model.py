@@ -232,6 +232,23 @@ def test_train_and_cv_with_augmentation_record_it(tmp_path, capsys):
     assert result["settings_differ_from_card"] is True
 
 
+def test_stage_takes_the_threads_it_is_given(tmp_path, capsys):
+    from eegvlm_desktop.ml.inference import threads, use_threads
+
+    psg = write_edf(tmp_path / "n.edf", duration_s=300)
+    before = threads()
+    try:
+        code, stdout, stderr = cli(capsys, "stage", psg, tmp_path / "o.csv", "--device", "cpu",
+                                   "--threads", "1")
+        assert code == 0, stderr
+        assert json.loads(stdout)["threads"] == 1 and threads() == 1
+    finally:
+        use_threads(before)
+    with pytest.raises(SystemExit):
+        cli(capsys, "stage", psg, tmp_path / "o.csv", "--threads", "0")
+    assert "--threads: expected a whole number >= 1, got '0'" in capsys.readouterr().err
+
+
 def test_stage_writes_a_model_hypnogram_with_and_without_context(tmp_path, capsys):
     psg = write_edf(tmp_path / "unscored.edf", duration_s=600)  # 20 epochs, no labels
     code, stdout, stderr = cli(capsys, "stage", psg, tmp_path / "out.csv", "--device", "cpu")
