@@ -155,9 +155,10 @@ class InferenceEngine:
         """Load a model folder for ``recording`` on ``device`` ('cpu', 'cuda', 'auto').
 
         ``staging_only=True`` (``eegvlm stage``) loads the stage-only forward
-        (:mod:`eegvlm_desktop.ml.vlm.stager`: the same probabilities, without importing
-        open_clip and transformers, ~2.5 s and ~290 MB in a fresh process); such an engine
-        stages but cannot explain. A folder whose model it cannot build loads in full.
+        (:mod:`eegvlm_desktop.ml.vlm.stager`: the same probabilities to float rounding,
+        without importing open_clip and transformers, ~2.5 s and ~290 MB in a fresh
+        process); such an engine stages but cannot explain. A folder whose model it cannot
+        build loads in full; a full model stages with its stage-only twin when it has one.
 
         Raises
         ------
