@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -14,12 +13,7 @@ STAGES10 = ["W", "W", "N1", "N2", "N2", "N3", "N3", "N2", "R", "R"]
 
 
 @pytest.fixture
-def labelled(window, tmp_path):
-    models = tmp_path / "models"
-    shutil.copytree(REPO / "model_weights" / "default", models / "default")
-    panel = window.model.model_panel
-    panel._root = models  # never write into the repository's model_weights/
-    panel.add_folder(str(models / "default"))
+def labelled(window, models, tmp_path):
     assert window.open_file(write_edf(tmp_path / "night.edf", duration_s=1200.0))
     window.model.auto_explain = False
     window.doc.session.label(range(30), STAGES10 * 3)

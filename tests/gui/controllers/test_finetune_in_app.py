@@ -2,21 +2,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
-from tests.conftest import REPO, write_edf
+from tests.conftest import write_edf
 
 
 @pytest.fixture
-def scored(window, tmp_path):
-    models = tmp_path / "models"
-    shutil.copytree(REPO / "model_weights" / "default", models / "default")
-    panel = window.model.model_panel
-    panel._root = models  # never write into the repository's model_weights/
-    panel.add_folder(str(models / "default"))
-    assert panel.folder() == str(models / "default")
+def scored(window, models, tmp_path):
+    assert window.model.model_panel.folder() == str(models / "default")
     assert window.open_file(write_edf(tmp_path / "night.edf", duration_s=300.0))
     window.model.auto_explain = False
     window.doc.session.label(range(10), ["W", "W", "N1", "N2", "N2", "N3", "N3", "N2", "R", "R"])
