@@ -18,9 +18,10 @@ or correcting the parent). The pooled layer is adapted (``core/staging/adapt.py`
 call the app and ``eegvlm finetune`` make, with the shipped settings) and the second half is
 staged with it. Reported: mean accuracy and kappa per point, and their gain over the parent.
 
-The settings (the candidate strengths, rehearsal weight, folds) were chosen on the SC4001
-blocks only; DREAMS was not used to choose them (it was looked at in earlier sessions for
-other choices: see docs/model.md).
+The layer's candidate strengths, the rehearsal weight and the folds were chosen on the SC4001
+blocks only. The re-weighting candidates (``stager_strengths``, with stages balanced) were
+added after looking at the DREAMS curves, so those are development results, not blind ones
+(see docs/model.md).
 
 Training variants (``--variant-gains``, ``--variant-shifts``; default: the shipped settings):
 the reviewed epochs again from a re-scaled or shifted copy of the night, same labels, fitted
@@ -159,6 +160,9 @@ def main() -> None:
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--strengths", type=float, nargs="+", metavar="LAYER POOL",
                     help="candidate pulls as pairs (default: the shipped ones)")
+    ap.add_argument("--stager-strengths", type=float, nargs="*", metavar="PULL",
+                    help="candidate pulls of the re-weighting of the three stagers "
+                         "(default: the shipped ones; none given: no such candidates)")
     ap.add_argument("--variant-gains", type=float, nargs="*", metavar="GAIN",
                     help="training-variant gains (default: the shipped setting; none "
                          "given: no gain variants)")
@@ -183,6 +187,8 @@ def main() -> None:
 
     settings = AdaptSettings() if not args.strengths else AdaptSettings(
         strengths=tuple(zip(args.strengths[::2], args.strengths[1::2])))
+    if args.stager_strengths is not None:
+        settings = replace(settings, stager_strengths=tuple(args.stager_strengths))
     if args.variant_gains is not None:
         settings = replace(settings, variant_gains=tuple(args.variant_gains))
     if args.variant_shifts is not None:

@@ -187,10 +187,12 @@ def _card(parent_folder: str | Path, manifest: dict, out: str | Path, source: di
                             or Path(parent_folder).name, "folder": str(parent_folder),
                             "manifest_sha256": sha256_file(Path(parent_folder) / MANIFEST_FILE)}
     card["adaptation"] = {
-        "method": "the pooled layer re-fitted (RobustSleepNet's classifier and the pool "
-                  "weights), networks frozen; L2-SP toward the parent, rehearsal on the "
-                  "parent's fusion-training epochs, class biases kept, strength chosen by "
-                  "time-blocked cross-validation (or the parent kept)"
+        "method": "the pooled layer adapted, networks frozen: candidates re-fit "
+                  "RobustSleepNet's classifier and the pool weights (class biases kept) or "
+                  "only re-weight the three stagers (stages balanced); L2-SP toward the "
+                  "parent, rehearsal on the parent's fusion-training epochs; candidate and "
+                  "strength chosen by time-blocked cross-validation (or the parent kept): "
+                  f"{o.report.chosen}"
                   + ("; training variants of the labelled epochs (gains "
                      f"{list(settings.variant_gains)}, shifts {list(settings.variant_shifts)} s)"
                      " fitted on, each sharing its epoch's weight, never scored, and kept out "

@@ -17,9 +17,13 @@ What keeps it from forgetting (each measured in ``bench/learning_curve.py``):
 * **Rehearsal**: the parent's own fusion-training epochs (shipped with the model) are mixed
   in with a fixed weight, so every stage stays represented however one-sided the
   corrections are; the class biases stay the parent's (the stage balance of the parent).
-* **A guard**: the strength of the pull is chosen by cross-validation over contiguous time
-  blocks of the labelled epochs (fit on the others, score the next stretch of the night),
-  and the parent is kept unless a candidate predicts the held-out stretches better.
+* **Re-weighting only** (:mod:`.reweight`): a second kind of candidate changes no stager's
+  answers, only how much the pool trusts each of the three, for labs where one stager
+  fails (a different montage for YASA, another gain for the image model).
+* **A guard**: the candidate (kind and strength of the pull) is chosen by cross-validation
+  over contiguous time blocks of the labelled epochs (fit on the others, score the next
+  stretch of the night), and the parent is kept unless a candidate predicts the held-out
+  stretches better.
 * **Training variants** (optional, :attr:`AdaptSettings.variant_gains` and
   ``variant_shifts``): the labelled epochs again, computed from a re-scaled or shifted copy
   of the night, with the same labels. They only add to the *fitted* rows: a labelled epoch
@@ -39,13 +43,15 @@ from eegvlm_desktop.core.stages import STAGES
 
 #: The pool weights an adaptation may change (RobustSleepNet's is folded into its layer).
 POOL_SOURCES = ("vlm", "yasa")
-#: Candidate strengths of the pull toward the parent (``lam_layer``, ``lam_pool``). The
-#: first two were chosen on SC4001's blocks (bench/learning_curve.py), where weaker pulls
-#: (1.0, 1.0) lost up to 3.6 points on a block's second half. The third re-weights the three
-#: stagers for the lab and leaves RobustSleepNet's classifier as it is; it was added after
-#: DREAMS 3's curve stayed flat with the first two (it leaves every SC4001 point unchanged),
-#: so the DREAMS curves are development results, not blind ones.
-STRENGTHS: tuple[tuple[float, float], ...] = ((100.0, 10.0), (10.0, 3.0), (1e4, 0.1))
+#: Candidate strengths of the pull toward the parent (``lam_layer``, ``lam_pool``), chosen
+#: on SC4001's blocks (bench/learning_curve.py), where weaker pulls (1.0, 1.0) lost up to 3.6
+#: points on a block's second half.
+STRENGTHS: tuple[tuple[float, float], ...] = ((100.0, 10.0), (10.0, 3.0))
+#: Candidate pulls of the fit that only re-weights the three stagers
+#: (:func:`~eegvlm_desktop.core.staging.reweight.fit_stagers`). It replaced a third layer
+#: candidate, (1e4, 0.1), that tried the same with RobustSleepNet's weight frozen; both were
+#: added after looking at the DREAMS curves, so those are development results, not blind.
+STAGER_STRENGTHS: tuple[float, ...] = (0.1, 0.01)
 #: Labelled epochs that weigh as much as the whole rehearsal set (at rehearsal weight 1).
 EVIDENCE_EPOCHS = 100
 #: Largest time shift of a training variant (s): half of a 30-s epoch.
@@ -154,6 +160,9 @@ class AdaptSettings:
     ----------
     strengths : tuple of (float, float)
         Candidate (layer, pool-weight) pulls toward the parent, strongest first.
+    stager_strengths : tuple of float
+        Candidate pulls of the fit that re-weights the three stagers only (no classifier
+        changes; :mod:`.reweight`). Empty: none.
     folds : int
         Contiguous time blocks of the labelled epochs for the guard's cross-validation.
     rehearsal_weight : float
@@ -169,6 +178,7 @@ class AdaptSettings:
     """
 
     strengths: tuple[tuple[float, float], ...] = STRENGTHS
+    stager_strengths: tuple[float, ...] = STAGER_STRENGTHS
     folds: int = 3
     rehearsal_weight: float = 1.0
     min_epochs: int = 12  # 4 per fold: with 10 labels, one noisy fold flipped SC4001 block 3
@@ -179,6 +189,9 @@ class AdaptSettings:
         if not self.strengths or any(len(s) != 2 or min(s) <= 0 for s in self.strengths):
             raise AdaptError(f"Invalid value for the 'strengths' parameter: a non-empty list "
                              f"of (layer, pool) pairs > 0, but got {self.strengths!r}.")
+        if any(not s > 0 for s in self.stager_strengths):
+            raise AdaptError(f"Invalid value for the 'stager_strengths' parameter: pulls > 0 "
+                             f"(or none), but got {self.stager_strengths!r}.")
         if not isinstance(self.folds, int) or self.folds < 2:
             raise AdaptError(f"Invalid value for the 'folds' parameter: a whole number >= 2, "
                              f"but got {self.folds!r}.")
@@ -202,7 +215,8 @@ class AdaptSettings:
         return bool(self.variant_gains or self.variant_shifts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"strengths": [list(s) for s in self.strengths], "folds": self.folds,
+        return {"strengths": [list(s) for s in self.strengths],
+                "stager_strengths": list(self.stager_strengths), "folds": self.folds,
                 "rehearsal_weight": self.rehearsal_weight, "min_epochs": self.min_epochs,
                 "variant_gains": list(self.variant_gains),
                 "variant_shifts": list(self.variant_shifts)}
@@ -212,7 +226,7 @@ class AdaptSettings:
 class AdaptReport:
     """What the guard chose and why (cross-validated log-loss per candidate)."""
 
-    chosen: str  # "parent" or "layer=..,pool=.."
+    chosen: str  # "parent", "layer=..,pool=.." or "stagers=.."
     n_epochs: int
     stage_counts: dict[str, int]
     cv_log_loss: dict[str, float] = field(default_factory=dict)
@@ -391,22 +405,31 @@ def adapt_layer(parent: Head, new: HeadData, rehearsal: HeadData | None = None,
     splits = cv_splits(len(new), settings.folds, src)
     report.cv_log_loss["parent"] = float(np.mean([_nll(parent, new.subset(f))
                                                   for _, _, f in splits]))
-    best, best_lam = report.cv_log_loss["parent"], None
-    for lam in settings.strengths:
+    # Deferred: reweight builds on this module's Head and HeadData.
+    from eegvlm_desktop.core.staging.reweight import fit_stagers
+
+    def fit(cand: tuple[str, Any], x: HeadData, w: np.ndarray | None) -> Head:
+        if cand[0] == "layer":
+            return fit_layer(parent, x, rehearsal, cand[1], settings.rehearsal_weight, w)
+        return fit_stagers(parent, x, rehearsal, cand[1], settings.rehearsal_weight, w)
+
+    candidates = ([(f"layer={lam[0]:g},pool={lam[1]:g}", ("layer", lam))
+                   for lam in settings.strengths]
+                  + [(f"stagers={lam:g}", ("stagers", lam)) for lam in settings.stager_strengths])
+    best, best_cand = report.cv_log_loss["parent"], None
+    for key, cand in candidates:
         scores = []
         for train, vtrain, f in splits:
             if should_stop():
                 raise InterruptedError("adaptation cancelled")
             x, w = _with_variants(new, train, variants, src, vtrain)
-            head = fit_layer(parent, x, rehearsal, lam, settings.rehearsal_weight, w)
-            scores.append(_nll(head, new.subset(f)))
-        key = f"layer={lam[0]:g},pool={lam[1]:g}"
+            scores.append(_nll(fit(cand, x, w), new.subset(f)))
         report.cv_log_loss[key] = float(np.mean(scores))
         if report.cv_log_loss[key] < best:
-            best, best_lam, report.chosen = report.cv_log_loss[key], lam, key
-    if best_lam is None:
+            best, best_cand, report.chosen = report.cv_log_loss[key], cand, key
+    if best_cand is None:
         return parent, report
     if should_stop():
         raise InterruptedError("adaptation cancelled")
     x, w = _with_variants(new, np.arange(len(new)), variants, src, np.arange(len(src)))
-    return fit_layer(parent, x, rehearsal, best_lam, settings.rehearsal_weight, w), report
+    return fit(best_cand, x, w), report
