@@ -169,10 +169,22 @@ def adapt_and_save(parent_folder: str | Path, data: HeadData, out_folder: str | 
         before, after = _metrics(parent, held_out), _metrics(head, held_out)
     outcome = AdaptOutcome(Path(out_folder), report, before, after,
                            round(time.perf_counter() - t0, 2))
-    save_adapted(parent_folder, manifest, head, out_folder, _card(
-        parent_folder, manifest, out_folder, source, settings, outcome,
-        0 if held_out is None else len(held_out)))
+    card = _card(parent_folder, manifest, out_folder, source, settings, outcome,
+                 0 if held_out is None else len(held_out))
+    card["adaptation"]["pool_weights"] = pool_weights(parent, head, report.chosen)
+    save_adapted(parent_folder, manifest, head, out_folder, card)
     return outcome
+
+
+def pool_weights(parent: Head, head: Head, chosen: str) -> dict[str, Any]:
+    """How much the pool trusts each stager, parent -> adapted, for the card: the image
+    model's and YASA's weights, and RobustSleepNet's scale when only the stagers were
+    re-weighted (a re-fitted classifier has no single scale)."""
+    rsn = None
+    if chosen.startswith("stagers=") and np.linalg.norm(parent.layer) > 0:
+        rsn = round(float(np.linalg.norm(head.layer) / np.linalg.norm(parent.layer)), 4)
+    return {"vlm": [round(parent.a_vlm, 4), round(head.a_vlm, 4)],
+            "yasa": [round(parent.a_yasa, 4), round(head.a_yasa, 4)], "rsn_scale": rsn}
 
 
 def _card(parent_folder: str | Path, manifest: dict, out: str | Path, source: dict,

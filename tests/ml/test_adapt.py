@@ -86,6 +86,9 @@ def test_adapt_to_recording_saves_a_model_with_its_card(night, tmp_path):
     assert card["adaptation"]["data"]["held_out_epochs"] == list(range(68, 80))
     assert card["metrics"]["before"]["n_epochs"] == card["metrics"]["after"]["n_epochs"] == 12
     assert o.report.n_epochs == 48 and "parent" in o.report.cv_log_loss
+    w = card["adaptation"]["pool_weights"]  # how much the pool trusts each stager
+    assert w["vlm"][0] == 0.1204 and w["yasa"][0] == 0.6907  # the parent's weights first
+    assert o.report.chosen in card["adaptation"]["method"]
     assert "example.edf" in card["training_data"]["recordings"]
     read_manifest(DEFAULT)  # the parent is untouched (its checksums still verify)
     load_model(DEFAULT)

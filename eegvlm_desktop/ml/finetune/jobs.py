@@ -97,10 +97,10 @@ def guard_line(folder: str) -> str:
     from eegvlm_desktop.core.staging.model_card import read_manifest_json
 
     try:
-        guard = ((read_manifest_json(folder).get("card") or {}).get("adaptation")
-                 or {}).get("guard") or {}
+        adaptation = (read_manifest_json(folder).get("card") or {}).get("adaptation") or {}
     except EEGVLMError:
         return ""
+    guard = adaptation.get("guard") or {}
     if not guard:
         return ""
     if guard.get("chosen") == "parent" and not guard.get("cv_log_loss"):
@@ -109,4 +109,16 @@ def guard_line(folder: str) -> str:
     if guard.get("chosen") == "parent":
         return ("Your labels gave no reliable gain over the current model in "
                 "cross-validation, so the new model answers as its parent does.")
-    return f"Adapted ({guard.get('chosen')}, {guard.get('n_epochs')} epochs)."
+    w = adaptation.get("pool_weights") or {}
+    parts = [f"{name} {w[key][0]:.2f} → {w[key][1]:.2f}"
+             for key, name in (("vlm", "image model"), ("yasa", "YASA"))
+             if isinstance(w.get(key), list) and len(w[key]) == 2]
+    n = guard.get("n_epochs")
+    if not str(guard.get("chosen", "")).startswith("stagers="):
+        trust = f"; pool weights: {', '.join(parts)}" if parts else ""
+        return (f"Re-fitted RobustSleepNet's classifier and the pool ({guard.get('chosen')}"
+                f"{trust}) from {n} epochs.")
+    if w.get("rsn_scale"):
+        parts.append(f"RobustSleepNet ×{w['rsn_scale']:.2f}")
+    trust = f" (pool weights: {', '.join(parts)})" if parts else ""
+    return f"Re-weighted the three stagers{trust} from {n} epochs; no stager's answers changed."
