@@ -1,7 +1,9 @@
 """``eegvlm finetune --method adapt`` (the default): adapt a model to a lab's exported nights.
 
 One JSON line on stdout: the new model, the guard's choice and the held-out accuracy and
-kappa before -> after. See :mod:`eegvlm_desktop.ml.adapt`.
+kappa before -> after. Without ``--eval-data`` the last 20 % of each export's epochs are held
+out for that check and the saved model is then fitted on all of them (``--keep-held-out``:
+save the check's model instead). See :mod:`eegvlm_desktop.ml.adapt`.
 """
 from __future__ import annotations
 
@@ -48,9 +50,11 @@ def adapt(args: argparse.Namespace) -> int:
     except AdaptError as err:
         raise EEGVLMError(f"--variant-gains / --variant-shifts: {err}") from None
     o = adapt_from_exports(model_dir, args.data, out, args.eval_data or (), progress=progress,
-                           settings=settings)
+                           settings=settings, refit=not getattr(args, "keep_held_out", False))
     print(json.dumps({"model": str(out), "parent": str(model_dir), "method": "adapt",
                       "examples": o.report.n_epochs, "guard": o.report.to_dict(),
                       "metrics_before": o.before, "metrics_after": o.after,
+                      # With a refit, before/after measured this fit, not the saved model.
+                      "check_guard": None if o.check is None else o.check.to_dict(),
                       "seconds": o.seconds}), flush=True)
     return 0

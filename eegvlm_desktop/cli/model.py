@@ -121,6 +121,10 @@ def add_parsers(sub) -> None:
     f.add_argument("--out", required=True, help="new model folder (model_weights/<name>)")
     f.add_argument("--eval-data", nargs="+", metavar="EXPORT_FOLDER", help="held-out export "
                    "folders: the direct answer is scored on them before and after")
+    f.add_argument("--keep-held-out", action="store_true", help="adapt, without --eval-data: "
+                   "save the model fitted without the last 20 %% of each export (the one the "
+                   "held-out before/after measured); default: fit again on every epoch after "
+                   "that check")
     f.add_argument("--variant-gains", type=float, nargs="*", metavar="GAIN", help="adapt: "
                    "also fit on the labelled epochs with every channel times each gain, same "
                    "labels (default: the shipped setting, in the new model's card; the flag "

@@ -134,26 +134,35 @@ def _metrics(head: Head, x: HeadData) -> dict[str, Any]:
 @dataclass
 class AdaptOutcome:
     """What :func:`adapt_and_save` did: the new folder, the guard's report and the
-    held-out accuracy before/after (None when too few epochs were held out)."""
+    held-out accuracy before/after (None when too few epochs were held out). After a refit
+    (``eegvlm finetune``), ``report`` is the saved model's fit and ``check`` the fit that
+    the held-out epochs measured."""
 
     folder: Path
     report: AdaptReport
     before: dict | None
     after: dict | None
     seconds: float
+    #: With a refit: the guard's report of the check fit that ``before``/``after`` measure.
+    check: AdaptReport | None = None
 
 
 def adapt_and_save(parent_folder: str | Path, data: HeadData, out_folder: str | Path, *,
                    source: dict[str, Any], settings: AdaptSettings | None = None,
                    held_out: HeadData | None = None,
                    should_stop: Callable[[], bool] = lambda: False,
-                   variants: tuple[HeadData, np.ndarray] | None = None) -> AdaptOutcome:
+                   variants: tuple[HeadData, np.ndarray] | None = None,
+                   refit: tuple[HeadData, tuple[HeadData, np.ndarray] | None] | None = None
+                   ) -> AdaptOutcome:
     """Fit the pooled layer on ``data`` (labelled, in time order) and save the new model.
 
     ``held_out`` (labelled epochs never fitted on) measures before/after for the card.
     ``source`` describes the data for the card (recordings, scorer, epochs).
     ``variants`` (training variants, the position in ``data`` of each one's source) are
     fitted on only (:func:`~eegvlm_desktop.core.staging.adapt.adapt_layer`).
+    ``refit`` (every labelled epoch, in time order, and its variants): after the held-out
+    check, the saved model is fitted again on all of them, the same way; the card then says
+    the before/after measured the check fit, not the saved one.
     """
     t0 = time.perf_counter()
     from eegvlm_desktop.ml.vlm.weights import read_manifest
@@ -161,14 +170,22 @@ def adapt_and_save(parent_folder: str | Path, data: HeadData, out_folder: str | 
     manifest = read_manifest(parent_folder)
     parent = parent_head(parent_folder, manifest)
     settings = settings or AdaptSettings()
-    v, v_src = variants if variants is not None and len(variants[0]) else (None, None)
-    head, report = adapt_layer(parent, data, load_rehearsal(parent_folder), settings,
-                               should_stop, v, v_src)
+    rehearsal = load_rehearsal(parent_folder)
+
+    def fit(x: HeadData, var: tuple[HeadData, np.ndarray] | None) -> tuple[Head, AdaptReport]:
+        v, src = var if var is not None and len(var[0]) else (None, None)
+        return adapt_layer(parent, x, rehearsal, settings, should_stop, v, src)
+
+    head, report = fit(data, variants)
     before = after = None
     if held_out is not None and len(held_out):
         before, after = _metrics(parent, held_out), _metrics(head, held_out)
+    check = None
+    if refit is not None:
+        check = report
+        head, report = fit(*refit)
     outcome = AdaptOutcome(Path(out_folder), report, before, after,
-                           round(time.perf_counter() - t0, 2))
+                           round(time.perf_counter() - t0, 2), check)
     card = _card(parent_folder, manifest, out_folder, source, settings, outcome,
                  0 if held_out is None else len(held_out))
     card["adaptation"]["pool_weights"] = pool_weights(parent, head, report.chosen)
@@ -211,12 +228,17 @@ def _card(parent_folder: str | Path, manifest: dict, out: str | Path, source: di
                      "of every fold that scores their epoch" if settings.has_variants else
                      "; no training variants"),
         "data": source, "settings": settings.to_dict(), "guard": o.report.to_dict(),
+        "check_guard": None if o.check is None else o.check.to_dict(),
         "seconds": o.seconds}
     if o.after is None:
         card["metrics"] = None
         card["metrics_note"] = "too few labelled epochs to hold some out: nothing measured"
     else:
         split = f"held-out: the last {n_held} labelled epochs in time, never fitted on"
+        if o.check is not None:
+            split = (f"held-out check: the last {n_held} labelled epochs in time, scored "
+                     f"with a fit on the other {o.check.n_epochs}; the saved model was then "
+                     f"fitted on all {o.report.n_epochs}, so they are no longer unseen by it")
         seen = [r for r in source.get("recordings", []) if trained_on(manifest, r)]
         if seen:  # e.g. the bundled example night: the parent's image model trained on it
             split += f"; the parent model was trained on {', '.join(seen)}"
@@ -320,7 +342,7 @@ def _concat(parts: Sequence[HeadData]) -> HeadData:
 
 def adapt_from_exports(parent_folder: str | Path, folders: Sequence[str | Path],
                        out_folder: str | Path, eval_folders: Sequence[str | Path] = (), *,
-                       settings: AdaptSettings | None = None,
+                       settings: AdaptSettings | None = None, refit: bool = True,
                        should_stop: Callable[[], bool] = lambda: False,
                        progress: Callable[[int, int], None] = lambda done, total: None
                        ) -> AdaptOutcome:
@@ -328,9 +350,11 @@ def adapt_from_exports(parent_folder: str | Path, folders: Sequence[str | Path],
 
     Each export carries its night's signal (``signal.npz``), from which the cohort stagers
     are run; the image model reads the exported images. Held out: ``eval_folders`` when
-    given, else the last 20 % of each export's epochs in time. With training variants in
-    ``settings``, the stagers also run on each variant of the night's signal, and variants of
-    held-out epochs are dropped.
+    given, else the last 20 % of each export's epochs in time; in that case, with ``refit``
+    (the default), the saved model is fitted again on every labelled epoch after the
+    held-out check (a lab that exports half a night should not lose a fifth of it to the
+    check). With training variants in ``settings``, the stagers also run on each variant of
+    the night's signal; the check never fits a held-out epoch's variants.
 
     Raises
     ------
@@ -348,7 +372,8 @@ def adapt_from_exports(parent_folder: str | Path, folders: Sequence[str | Path],
     settings = settings or AdaptSettings()
     settings.validate()
     every = [(Path(f), False) for f in folders] + [(Path(f), True) for f in eval_folders]
-    tune, held, names, var, var_src = [], [], [], [], []
+    nights, tune, held, evals, names, var, var_src = [], [], [], [], [], [], []
+    n_before = 0
     for k, (folder, is_eval) in enumerate(every):
         progress(k, len(every))
         signal = export_signal(folder)
@@ -360,29 +385,50 @@ def adapt_from_exports(parent_folder: str | Path, folders: Sequence[str | Path],
         x = _night_inputs(signal, signal.roles, np.asarray(data.epochs), data.stages, model,
                           cohort, data.images, should_stop)
         if is_eval:
-            held.append(x)
+            evals.append(x)
             continue
         names += [str(r.get("name", r)) if isinstance(r, dict) else str(r)
                   for r in data.meta.get("recordings") or []]
         t, h = (np.arange(len(x)), np.arange(0)) if eval_folders else split_held_out(len(x))
         if settings.has_variants:
             ep = np.sort(np.asarray(data.epochs, dtype=int))
-            # A held-out epoch's variants are never fitted on (``among``).
             v, src = night_variants(signal, signal.roles, x, ep, model, cohort, settings,
-                                    should_stop, among=t)
+                                    should_stop)
             var.append(v)
-            var_src.append(src + sum(len(p) for p in tune))
-        tune.append(x.subset(t))
-        if len(h):
-            held.append(x.subset(h))
+            var_src.append(src + n_before)
+        nights.append(x)
+        tune.append(t + n_before)
+        held.append(h + n_before)
+        n_before += len(x)
     progress(len(every), len(every))
+    every_x = _concat(nights)
+    tune_at, held_at = np.concatenate(tune), np.concatenate(held)
+    all_var = (_concat(var), np.concatenate(var_src)) if var else None
     source = {"recordings": names, "exports": [str(Path(f).name) for f in folders],
               "eval_exports": [str(Path(f).name) for f in eval_folders],
-              "n_epochs": int(sum(len(t) for t in tune))}
-    return adapt_and_save(parent_folder, _concat(tune), out_folder, source=source,
-                          settings=settings, held_out=_concat(held) if held else None,
-                          should_stop=should_stop,
-                          variants=(_concat(var), np.concatenate(var_src)) if var else None)
+              "n_epochs": int(len(tune_at))}
+    redo = None
+    if refit and len(held_at):
+        source["n_epochs"] = int(len(every_x))
+        source["held_out_check_epochs"] = int(len(held_at))
+        redo = (every_x, all_var)
+    return adapt_and_save(parent_folder, every_x.subset(tune_at), out_folder, source=source,
+                          settings=settings,
+                          held_out=_concat(evals) if evals else (
+                              every_x.subset(held_at) if len(held_at) else None),
+                          should_stop=should_stop, variants=_among(all_var, tune_at),
+                          refit=redo)
+
+
+def _among(variants: tuple[HeadData, np.ndarray] | None, rows: np.ndarray
+           ) -> tuple[HeadData, np.ndarray] | None:
+    """The variants whose source is one of ``rows`` (sorted positions), with their source
+    given as a position in ``rows``: a held-out epoch's variants are never fitted on."""
+    if variants is None:
+        return None
+    v, src = variants
+    mine = np.flatnonzero(np.isin(src, rows))
+    return v.subset(mine), np.searchsorted(rows, src[mine])
 
 
 def adapt_to_recording(parent_folder: str | Path, recording: Any, labels: dict[int, str],

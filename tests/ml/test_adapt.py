@@ -102,21 +102,78 @@ def test_cancel_leaves_nothing(night, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_export_then_finetune_adapts(hour, tmp_path, capsys):
-    """The path a lab takes: export the scored half of a night, `eegvlm finetune` it."""
+@pytest.fixture(scope="module")
+def half_export(hour, tmp_path_factory):
+    """The first 40 scored epochs of the hour, exported for fine-tuning (the CLI's input)."""
     path, stages = hour
-    csv = tmp_path / "half.csv"
+    tmp = tmp_path_factory.mktemp("export")
+    csv = tmp / "half.csv"
     csv.write_text("onset,duration,stage\n" + "".join(
         f"{30 * e},30,{stages[e]}\n" for e in range(40)), encoding="utf-8")
-    assert cli.main(["export", str(path), str(tmp_path / "exp"), "--hypnogram",
-                     str(csv)]) == 0
+    assert cli.main(["export", str(path), str(tmp / "exp"), "--hypnogram", str(csv)]) == 0
+    return tmp / "exp"
+
+
+def test_cli_export_then_finetune_adapts(half_export, tmp_path, capsys):
+    """The path a lab takes: export the scored half of a night, `eegvlm finetune` it."""
     capsys.readouterr()
-    assert cli.main(["finetune", "--model", str(DEFAULT), "--data", str(tmp_path / "exp"),
+    assert cli.main(["finetune", "--model", str(DEFAULT), "--data", str(half_export),
                      "--out", str(tmp_path / "ad"), "--no-progress"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["method"] == "adapt" and result["examples"] == 32
+    # The last 8 epochs check the fit on the first 32; the saved model then fits all 40.
+    assert result["method"] == "adapt" and result["examples"] == 40
+    assert result["check_guard"]["n_epochs"] == 32
     assert result["metrics_before"]["n_epochs"] == 8
-    assert load_model(tmp_path / "ad")[2]["card"]["adaptation"]["data"]["exports"] == ["exp"]
+    card = load_model(tmp_path / "ad")[2]["card"]
+    assert card["adaptation"]["data"]["exports"] == ["exp"]
+    assert card["adaptation"]["data"]["n_epochs"] == 40
+    assert card["adaptation"]["check_guard"]["n_epochs"] == 32
+    assert "no longer unseen" in card["metrics"]["split"]
+    assert cli.main(["finetune", "--model", str(DEFAULT), "--data", str(half_export),
+                     "--out", str(tmp_path / "kept"), "--no-progress", "--keep-held-out"]) == 0
+    kept = json.loads(capsys.readouterr().out)
+    assert kept["examples"] == 32 and kept["check_guard"] is None
+    assert kept["metrics_after"] == result["metrics_after"]  # the same check, either way
+    card = load_model(tmp_path / "kept")[2]["card"]
+    assert card["adaptation"]["data"]["n_epochs"] == 32
+    assert "never fitted on" in card["metrics"]["split"]
+
+
+def test_refit_fits_the_held_out_epochs_variants_only_after_the_check(half_export, tmp_path,
+                                                                     monkeypatch):
+    import eegvlm_desktop.ml.adapt as adapt
+
+    fits = []
+    real = adapt.adapt_layer
+
+    def fake_variants(recording, roles, x, epochs, *args, **kwargs):
+        return x.subset(np.arange(len(x))), np.arange(len(x))  # one variant per epoch
+
+    def spy(parent, new, rehearsal, settings, should_stop, variants=None, source=None):
+        fits.append((len(new), None if source is None else list(source)))
+        return real(parent, new, rehearsal, settings, should_stop, variants, source)
+
+    monkeypatch.setattr(adapt, "night_variants", fake_variants)
+    monkeypatch.setattr(adapt, "adapt_layer", spy)
+    o = adapt.adapt_from_exports(DEFAULT, [half_export], tmp_path / "m",
+                                 settings=AdaptSettings(variant_gains=(1.4,)))
+    # The check: 32 epochs and their 32 variants (none of a held-out epoch); then all 40.
+    assert fits == [(32, list(range(32))), (40, list(range(40)))]
+    assert o.check.n_variants == 32 and o.report.n_variants == 40
+    assert o.before["n_epochs"] == 8
+
+
+def test_among_keeps_the_variants_of_the_given_rows_only():
+    from eegvlm_desktop.ml.adapt import _among
+
+    rng = np.random.default_rng(1)
+    v = HeadData(_log_softmax(rng.normal(size=(6, 5))), _log_softmax(rng.normal(size=(6, 5))),
+                 rng.normal(size=(6, 3)), np.arange(6) % 5)
+    src = np.array([0, 0, 3, 5, 7, 8])  # positions of their epochs among every epoch
+    sub, pos = _among((v, src), np.array([0, 3, 4, 8]))
+    assert np.allclose(sub.seq, v.seq[[0, 1, 2, 5]])
+    assert list(pos) == [0, 0, 1, 3]  # positions in the given rows
+    assert _among(None, np.arange(3)) is None
 
 
 def test_variant_views_scale_and_shift_the_night(night):

@@ -35,11 +35,13 @@ Everything is plain numpy and a small L-BFGS problem: under a second on two core
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
 from eegvlm_desktop.core.stages import STAGES
+from eegvlm_desktop.core.staging.head import EVIDENCE_EPOCHS, AdaptError, Head, HeadData
+from eegvlm_desktop.core.staging.reweight import fit_stagers
 
 #: The pool weights an adaptation may change (RobustSleepNet's is folded into its layer).
 POOL_SOURCES = ("vlm", "yasa")
@@ -52,104 +54,8 @@ STRENGTHS: tuple[tuple[float, float], ...] = ((100.0, 10.0), (10.0, 3.0))
 #: candidate, (1e4, 0.1), that tried the same with RobustSleepNet's weight frozen; both were
 #: added after looking at the DREAMS curves, so those are development results, not blind.
 STAGER_STRENGTHS: tuple[float, ...] = (0.1, 0.01)
-#: Labelled epochs that weigh as much as the whole rehearsal set (at rehearsal weight 1).
-EVIDENCE_EPOCHS = 100
 #: Largest time shift of a training variant (s): half of a 30-s epoch.
 MAX_SHIFT_S = 15.0
-
-
-class AdaptError(ValueError):
-    """The labels or features cannot be used to adapt the model."""
-
-
-@dataclass
-class HeadData:
-    """Per-epoch inputs of the pooled layer, and the expert's stages when known.
-
-    Attributes
-    ----------
-    vlm, yasa : ndarray (n, 5)
-        Log-probabilities of the image model and of YASA, in :data:`STAGES` order.
-    seq : ndarray (n, d)
-        RobustSleepNet's sequence embedding of each epoch.
-    y : ndarray (n,) of int, optional
-        Expert stage indices into :data:`STAGES`.
-    """
-
-    vlm: np.ndarray
-    yasa: np.ndarray
-    seq: np.ndarray
-    y: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        n = len(self.seq)
-        for name in ("vlm", "yasa"):
-            a = np.asarray(getattr(self, name), dtype=float)
-            if a.shape != (n, len(STAGES)) or not np.isfinite(a).all():
-                raise AdaptError(f"The '{name}' parameter must be finite log-probabilities of "
-                                 f"shape ({n}, {len(STAGES)}), but got shape {a.shape}.")
-            setattr(self, name, a)
-        self.seq = np.asarray(self.seq, dtype=float)
-        if self.seq.ndim != 2 or not np.isfinite(self.seq).all():
-            raise AdaptError(f"The 'seq' parameter must be a finite 2-D array, but got shape "
-                             f"{self.seq.shape}.")
-        if self.y is not None:
-            self.y = np.asarray(self.y, dtype=int)
-            if self.y.shape != (n,) or (n and (self.y.min() < 0 or self.y.max() >= len(STAGES))):
-                raise AdaptError(f"The 'y' parameter must hold {n} stage indices in 0..4, "
-                                 f"but got shape {self.y.shape}.")
-
-    def __len__(self) -> int:
-        return len(self.seq)
-
-    def subset(self, idx: Sequence[int] | np.ndarray) -> HeadData:
-        idx = np.asarray(idx, dtype=int)
-        return HeadData(self.vlm[idx], self.yasa[idx], self.seq[idx],
-                        None if self.y is None else self.y[idx])
-
-
-@dataclass
-class Head:
-    """The pooled layer: pool weights of the image model and YASA, and RobustSleepNet's
-    classifier scaled by its pool weight (``layer`` (5, d), ``bias`` (5,))."""
-
-    a_vlm: float
-    a_yasa: float
-    layer: np.ndarray
-    bias: np.ndarray
-
-    @classmethod
-    def from_parent(cls, weights: Mapping[str, float], rsn_weight: np.ndarray,
-                    rsn_bias: np.ndarray) -> Head:
-        """The parent's layer from its fusion weights and RobustSleepNet's classifier."""
-        w = float(weights.get("rsn", 0.0))
-        return cls(float(weights.get("vlm", 0.0)), float(weights.get("yasa", 0.0)),
-                   w * np.asarray(rsn_weight, float), w * np.asarray(rsn_bias, float))
-
-    def logits(self, x: HeadData) -> np.ndarray:
-        return self.a_vlm * x.vlm + self.a_yasa * x.yasa + x.seq @ self.layer.T + self.bias
-
-    def log_proba(self, x: HeadData) -> np.ndarray:
-        z = self.logits(x)
-        z = z - z.max(axis=1, keepdims=True)
-        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-    def to_vector(self) -> np.ndarray:
-        return np.concatenate([[self.a_vlm, self.a_yasa], self.layer.ravel(), self.bias])
-
-    def with_vector(self, v: np.ndarray) -> Head:
-        d = self.layer.shape[1]
-        n = len(STAGES)
-        return Head(float(v[0]), float(v[1]), v[2:2 + n * d].reshape(n, d).copy(),
-                    v[2 + n * d:].copy())
-
-    def rsn_classifier(self, rsn_pool_weight: float) -> tuple[np.ndarray, np.ndarray]:
-        """RobustSleepNet's classifier (weight, bias) that, with pool weight
-        ``rsn_pool_weight``, gives this layer -- what an adapted model folder stores."""
-        if not rsn_pool_weight > 0:
-            raise AdaptError(f"The 'rsn_pool_weight' parameter must be > 0, but got "
-                             f"{rsn_pool_weight!r}.")
-        return self.layer / rsn_pool_weight, self.bias / rsn_pool_weight
 
 
 @dataclass
@@ -405,9 +311,6 @@ def adapt_layer(parent: Head, new: HeadData, rehearsal: HeadData | None = None,
     splits = cv_splits(len(new), settings.folds, src)
     report.cv_log_loss["parent"] = float(np.mean([_nll(parent, new.subset(f))
                                                   for _, _, f in splits]))
-    # Deferred: reweight builds on this module's Head and HeadData.
-    from eegvlm_desktop.core.staging.reweight import fit_stagers
-
     def fit(cand: tuple[str, Any], x: HeadData, w: np.ndarray | None) -> Head:
         if cand[0] == "layer":
             return fit_layer(parent, x, rehearsal, cand[1], settings.rehearsal_weight, w)

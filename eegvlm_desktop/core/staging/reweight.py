@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from eegvlm_desktop.core.stages import STAGES
-from eegvlm_desktop.core.staging.adapt import EVIDENCE_EPOCHS, AdaptError, Head, HeadData
+from eegvlm_desktop.core.staging.head import EVIDENCE_EPOCHS, AdaptError, Head, HeadData
 
 
 def balanced_weights(y: np.ndarray) -> np.ndarray:
