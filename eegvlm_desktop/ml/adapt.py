@@ -9,32 +9,27 @@ parent, the data, the settings and the held-out accuracy before and after. The a
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 import time
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from eegvlm_desktop.core.errors import EEGVLMError
-from eegvlm_desktop.core.export.finetune_folder import sha256_file
 from eegvlm_desktop.core.stages import STAGES
 from eegvlm_desktop.core.staging.adapt import (AdaptReport, AdaptSettings, Head, HeadData,
                                                adapt_layer)
 from eegvlm_desktop.core.staging.metrics import stage_metrics
-from eegvlm_desktop.core.staging.model_card import trained_on
+from eegvlm_desktop.ml.adapt_card import (RSN_FILE, AdaptOutcome, adapted_card, pool_weights,
+                                          save_adapted)
 from eegvlm_desktop.ml.cohort import COHORT_DIR
-from eegvlm_desktop.ml.cohort import RSN_FILE as RSN_NAME
 from eegvlm_desktop.ml.variants import EPOCH_S, variant_views
-from eegvlm_desktop.ml.vlm.weights import MANIFEST_FILE
 
 REHEARSAL_FILE = f"{COHORT_DIR}/rehearsal.safetensors"
-RSN_FILE = f"{COHORT_DIR}/{RSN_NAME}"
+#: Re-exported: the adapted folder's writer lives in :mod:`.adapt_card`.
+__all__ = ["AdaptOutcome", "RSN_FILE", "adapt_and_save", "adapt_from_exports",
+           "adapt_to_recording", "load_rehearsal", "night_variants", "parent_head",
+           "recording_inputs", "save_adapted", "split_held_out"]
 #: Share of the labelled epochs (the last ones in time) held out to measure the adaptation.
 HOLDOUT = 0.2
 
@@ -131,22 +126,6 @@ def _metrics(head: Head, x: HeadData) -> dict[str, Any]:
             for k in ("accuracy", "macro_f1", "kappa", "n_epochs") if k in m}
 
 
-@dataclass
-class AdaptOutcome:
-    """What :func:`adapt_and_save` did: the new folder, the guard's report and the
-    held-out accuracy before/after (None when too few epochs were held out). After a refit
-    (``eegvlm finetune``), ``report`` is the saved model's fit and ``check`` the fit that
-    the held-out epochs measured."""
-
-    folder: Path
-    report: AdaptReport
-    before: dict | None
-    after: dict | None
-    seconds: float
-    #: With a refit: the guard's report of the check fit that ``before``/``after`` measure.
-    check: AdaptReport | None = None
-
-
 def adapt_and_save(parent_folder: str | Path, data: HeadData, out_folder: str | Path, *,
                    source: dict[str, Any], settings: AdaptSettings | None = None,
                    held_out: HeadData | None = None,
@@ -186,113 +165,11 @@ def adapt_and_save(parent_folder: str | Path, data: HeadData, out_folder: str | 
         head, report = fit(*refit)
     outcome = AdaptOutcome(Path(out_folder), report, before, after,
                            round(time.perf_counter() - t0, 2), check)
-    card = _card(parent_folder, manifest, out_folder, source, settings, outcome,
+    card = adapted_card(parent_folder, manifest, out_folder, source, settings, outcome,
                  0 if held_out is None else len(held_out))
     card["adaptation"]["pool_weights"] = pool_weights(parent, head, report.chosen)
     save_adapted(parent_folder, manifest, head, out_folder, card)
     return outcome
-
-
-def pool_weights(parent: Head, head: Head, chosen: str) -> dict[str, Any]:
-    """How much the pool trusts each stager, parent -> adapted, for the card: the image
-    model's and YASA's weights, and RobustSleepNet's scale when only the stagers were
-    re-weighted (a re-fitted classifier has no single scale)."""
-    rsn = None
-    if chosen.startswith("stagers=") and np.linalg.norm(parent.layer) > 0:
-        rsn = round(float(np.linalg.norm(head.layer) / np.linalg.norm(parent.layer)), 4)
-    return {"vlm": [round(parent.a_vlm, 4), round(head.a_vlm, 4)],
-            "yasa": [round(parent.a_yasa, 4), round(head.a_yasa, 4)], "rsn_scale": rsn}
-
-
-def _card(parent_folder: str | Path, manifest: dict, out: str | Path, source: dict,
-          settings: AdaptSettings, o: AdaptOutcome, n_held: int) -> dict[str, Any]:
-    card = dict(manifest.get("card") or {})
-    data = dict(card.get("training_data") or {})
-    recs = [str(r) for r in data.get("recordings") or []]
-    data["recordings"] = recs + [r for r in source.get("recordings", []) if r not in recs]
-    card.update(name=Path(out).name, date=datetime.now(timezone.utc).isoformat(
-        timespec="seconds"), training_data=data)
-    card["parent_model"] = {"name": (manifest.get("card") or {}).get("name")
-                            or Path(parent_folder).name, "folder": str(parent_folder),
-                            "manifest_sha256": sha256_file(Path(parent_folder) / MANIFEST_FILE)}
-    card["adaptation"] = {
-        "method": "the pooled layer adapted, networks frozen: candidates re-fit "
-                  "RobustSleepNet's classifier and the pool weights (class biases kept) or "
-                  "only re-weight the three stagers (stages balanced); L2-SP toward the "
-                  "parent, rehearsal on the parent's fusion-training epochs; candidate and "
-                  "strength chosen by time-blocked cross-validation (or the parent kept): "
-                  f"{o.report.chosen}"
-                  + ("; training variants of the labelled epochs (gains "
-                     f"{list(settings.variant_gains)}, shifts {list(settings.variant_shifts)} s)"
-                     " fitted on, each sharing its epoch's weight, never scored, and kept out "
-                     "of every fold that scores their epoch" if settings.has_variants else
-                     "; no training variants"),
-        "data": source, "settings": settings.to_dict(), "guard": o.report.to_dict(),
-        "check_guard": None if o.check is None else o.check.to_dict(),
-        "seconds": o.seconds}
-    if o.after is None:
-        card["metrics"] = None
-        card["metrics_note"] = "too few labelled epochs to hold some out: nothing measured"
-    else:
-        split = f"held-out: the last {n_held} labelled epochs in time, never fitted on"
-        if o.check is not None:
-            split = (f"held-out check: the last {n_held} labelled epochs in time, scored "
-                     f"with a fit on the other {o.check.n_epochs}; the saved model was then "
-                     f"fitted on all {o.report.n_epochs}, so they are no longer unseen by it")
-        seen = [r for r in source.get("recordings", []) if trained_on(manifest, r)]
-        if seen:  # e.g. the bundled example night: the parent's image model trained on it
-            split += f"; the parent model was trained on {', '.join(seen)}"
-        card["metrics"] = {"split": split, "before": o.before, "after": o.after,
-                           "eegvlm": o.after}
-    return card
-
-
-def save_adapted(parent_folder: str | Path, manifest: dict, head: Head,
-                 out_folder: str | Path, card: dict[str, Any]) -> Path:
-    """Write the adapted model folder (all or nothing: built beside it, then renamed)."""
-    from safetensors.numpy import load_file, save_file
-
-    src, out = Path(parent_folder), Path(out_folder)
-    if out.exists():
-        raise EEGVLMError(f"A model named {out.name!r} already exists in {out.parent}: "
-                          "choose another name.")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        for name in manifest["files"]:
-            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src / name, tmp / name)
-        arrays = load_file(str(src / RSN_FILE))
-        rsn_w = float(manifest["fusion"]["weights"]["rsn"])
-        weight, bias = head.rsn_classifier(rsn_w)
-        arrays["classifier.weight"] = weight.astype(np.float32)
-        arrays["classifier.bias"] = bias.astype(np.float32)
-        save_file(arrays, str(tmp / RSN_FILE))
-        new = json.loads(json.dumps(manifest))
-        new["files"][RSN_FILE] = sha256_file(tmp / RSN_FILE)
-        fusion = new["fusion"]
-        fusion["weights"] = {"vlm": round(head.a_vlm, 6), "rsn": rsn_w,
-                             "yasa": round(head.a_yasa, 6)}
-        fusion["fitted_on"] = (f"{fusion.get('fitted_on', '')}; then adapted to "
-                               f"{', '.join(card['adaptation']['data'].get('recordings', []))}"
-                               " (see the card's 'adaptation')")
-        new["card"] = card
-        (tmp / MANIFEST_FILE).write_text(json.dumps(new, indent=2, ensure_ascii=False,
-                                                    default=_json),
-                                         encoding="utf-8")
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
-
-
-def _json(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON: {type(o).__name__}")
 
 
 def _night_inputs(recording: Any, roles: dict, epochs: np.ndarray, stages: Sequence[str],
