@@ -137,11 +137,20 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
-    for name, r in result["recordings"].items():
-        xs = [p["reviewed"] for p in r["curve"]]
+    dreams = [r for n, r in result["recordings"].items() if n.startswith("dreams")]
+    for k, (name, r) in enumerate(result["recordings"].items()):
+        # DREAMS points often coincide: a small sideways nudge keeps each line visible.
+        nudge = 0.6 * (k - 6) if name.startswith("dreams") else 0.0
+        xs = [p["reviewed"] + nudge for p in r["curve"]]
         style = "-o" if name.startswith("dreams") else ":."
         for ax, key in zip(axes, ("accuracy_gain", "kappa_gain")):
-            ax.plot(xs, [100 * p[key] for p in r["curve"]], style, label=name)
+            ax.plot(xs, [100 * p[key] for p in r["curve"]], style, label=name, ms=4)
+    if dreams:
+        for ax, key in zip(axes, ("accuracy_gain", "kappa_gain")):
+            ax.plot([p["reviewed"] for p in dreams[0]["curve"]],
+                    [100 * np.mean([r["curve"][i][key] for r in dreams])
+                     for i in range(len(dreams[0]["curve"]))], "-k", lw=2.2,
+                    label="DREAMS mean")
     for ax, title in zip(axes, ("accuracy", "kappa")):
         ax.axhline(0, color="k", lw=0.8)
         ax.axhline(-2, color="r", lw=0.8, ls="--")
