@@ -10,12 +10,18 @@ this machine), as a lab would do it with the installed commands:
 3. ``eegvlm stage EDF`` with the parent and with MODEL; both are scored on the second half,
    which no step saw.
 
-Prints one JSON object (also written to ``bench/results/adapt_cli.json``): per excerpt, the
-parent's and the adapted model's accuracy and kappa on the second half, the guard's choice,
-the pool weights before -> after and each command's wall time. DREAMS was looked at while
-the adaptation was developed: development results, not a blind test.
+Conditions: each excerpt as recorded, and re-recorded the way the labs the model will be
+judged on record (one central channel, another rate and gain): its central channel alone
+(Cz-A1; C3-A1 for excerpt 3), resampled with MNE and scaled, written as a new EDF. The
+first half of the re-recorded night is exported and adapted to, exactly as above.
 
-    python bench/adapt_cli.py [--out bench/results/adapt_cli.json]
+Prints one JSON object (also written to ``bench/results/adapt_cli.json``): per condition and
+excerpt, the parent's and the adapted model's accuracy and kappa on the second half, the
+guard's choice, the pool weights before -> after and each command's wall time, and the mean
+gain per condition. DREAMS was looked at while the adaptation was developed, and the
+conditions were chosen by hand: development results, not a blind test.
+
+    python bench/adapt_cli.py [--out bench/results/adapt_cli.json] [--conditions RATE:GAIN ...]
 """
 from __future__ import annotations
 
@@ -58,56 +64,98 @@ def _staged(path: Path, n: int) -> list[str]:
     return out
 
 
+def _re_recorded(src: Path, out: Path, rate: float, gain: float) -> Path:
+    """``src``'s central channel alone, resampled to ``rate`` Hz and times ``gain``."""
+    import mne
+
+    raw = mne.io.read_raw_edf(src, preload=True, verbose="error")
+    central = [c for c in raw.ch_names if any(k in c.upper() for k in ("CZ", "C3", "C4"))]
+    raw.pick(central[:1])
+    raw.resample(rate, verbose="error")
+    raw.apply_function(lambda x: x * gain)
+    mne.export.export_raw(out, raw, fmt="edf", overwrite=True, verbose="error")
+    return out
+
+
+def _condition(spec: str) -> tuple[float, float] | None:
+    """'RATE:GAIN' -> (rate, gain); 'recorded' -> None (the excerpt as it is)."""
+    if spec == "recorded":
+        return None
+    try:
+        rate, gain = (float(v) for v in spec.split(":"))
+    except ValueError:
+        raise SystemExit(f"--conditions: 'recorded' or RATE:GAIN (e.g. 128:2), got {spec!r}")
+    return rate, gain
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--conditions", nargs="+", default=["recorded", "128:2", "256:0.5"],
+                    help="'recorded' and/or RATE:GAIN re-recordings (one central channel)")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO / "bench"))
-    from generalization import DREAMS, STAGES, dreams_stages, dreams_text_to_edf
-
-    from eegvlm_desktop.core.staging.metrics import stage_metrics
+    from generalization import DREAMS
 
     tmp = Path(tempfile.mkdtemp(prefix="eegvlm-adapt-cli-"))
     result: dict = {"benchmark": "adapt_cli", "protocol": __doc__.split("\n\n")[1].strip(),
+                    "conditions_protocol": __doc__.split("\n\n")[2].strip(),
                     "split": "tuning: each excerpt's first 30 epochs (exported); test: its "
-                             "last 30 epochs, seen by no step", "recordings": {}}
-    for k in (2, 3, 4):
-        d = tmp / f"excerpt{k}"
-        d.mkdir()
-        st = dreams_stages(k)
-        n, half = len(st), len(st) // 2
-        edf = DREAMS / "excerpt3.edf" if k == 3 else dreams_text_to_edf(k, d)
-        (d / "first-half.csv").write_text("onset,duration,stage\n" + "".join(
-            f"{EPOCH_S * e},{EPOCH_S},{st[e]}\n" for e in range(half) if st[e] in STAGES),
-            encoding="utf-8")
-        _, t_export = _run("export", edf, d / "export", "--hypnogram", d / "first-half.csv")
-        out, t_tune = _run("finetune", "--model", REPO / "model_weights" / "default", "--data",
-                           d / "export", "--out", d / "model", "--no-progress")
-        tuned = json.loads(out[out.index("{"):])
-        _, t_parent = _run("stage", edf, d / "parent.csv")
-        _, t_adapted = _run("stage", edf, d / "adapted.csv", "--model", d / "model")
-        truth = [(i, s) for i, s in enumerate(st) if i >= half and s in STAGES]
-        row = {}
-        for name in ("parent", "adapted"):
-            said = _staged(d / f"{name}.csv", n)
-            m = stage_metrics([s for _, s in truth], [said[i] for i, _ in truth])
-            row[name] = {"accuracy": round(m["accuracy"], 4), "kappa": round(m["kappa"], 4)}
-        card = json.loads((d / "model" / "MANIFEST.json").read_text(encoding="utf-8"))["card"]
-        row["gain_points"] = {key: round(100 * (row["adapted"][key] - row["parent"][key]), 1)
-                              for key in ("accuracy", "kappa")}
-        row["guard_chose"] = tuned["guard"]["chosen"]
-        row["pool_weights"] = card["adaptation"]["pool_weights"]
-        row["epochs_fitted"] = tuned["examples"]
-        row["seconds"] = {"export": t_export, "finetune": t_tune, "stage_parent": t_parent,
-                          "stage_adapted": t_adapted}
-        result["recordings"][f"dreams{k}"] = row
-        print(f"dreams{k}: {row['parent']} -> {row['adapted']}", file=sys.stderr, flush=True)
-    rows = result["recordings"].values()
-    result["mean_gain_points"] = {key: round(float(np.mean([r["gain_points"][key]
-                                                            for r in rows])), 2)
-                                  for key in ("accuracy", "kappa")}
+                             "last 30 epochs, seen by no step", "conditions": {}}
+    for spec in args.conditions:
+        cond = _condition(spec)
+        rows = {}
+        for k in (2, 3, 4):
+            d = tmp / spec.replace(":", "x") / f"excerpt{k}"
+            d.mkdir(parents=True)
+            rows[f"dreams{k}"] = _excerpt(k, d, cond, DREAMS)
+        result["conditions"][spec] = {
+            "recordings": rows,
+            "mean_gain_points": {key: round(float(np.mean([r["gain_points"][key]
+                                                           for r in rows.values()])), 2)
+                                 for key in ("accuracy", "kappa")}}
     Path(args.out).write_text(json.dumps(result, indent=1), encoding="utf-8")
-    print(json.dumps(result, indent=1))
+    print(json.dumps({c: v["mean_gain_points"] for c, v in result["conditions"].items()},
+                     indent=1))
+
+
+def _excerpt(k: int, d: Path, cond: tuple[float, float] | None, dreams: Path) -> dict:
+    """Export, adapt, restage and score DREAMS excerpt ``k`` in condition ``cond``."""
+    from generalization import STAGES, dreams_stages, dreams_text_to_edf
+
+    from eegvlm_desktop.core.staging.metrics import stage_metrics
+
+    st = dreams_stages(k)
+    n, half = len(st), len(st) // 2
+    edf = dreams / "excerpt3.edf" if k == 3 else dreams_text_to_edf(k, d)
+    if cond is not None:
+        edf = _re_recorded(edf, d / "re-recorded.edf", *cond)
+    (d / "first-half.csv").write_text("onset,duration,stage\n" + "".join(
+        f"{EPOCH_S * e},{EPOCH_S},{st[e]}\n" for e in range(half) if st[e] in STAGES),
+        encoding="utf-8")
+    _, t_export = _run("export", edf, d / "export", "--hypnogram", d / "first-half.csv")
+    out, t_tune = _run("finetune", "--model", REPO / "model_weights" / "default", "--data",
+                       d / "export", "--out", d / "model", "--no-progress")
+    tuned = json.loads(out[out.index("{"):])
+    _, t_parent = _run("stage", edf, d / "parent.csv")
+    _, t_adapted = _run("stage", edf, d / "adapted.csv", "--model", d / "model")
+    truth = [(i, s) for i, s in enumerate(st) if i >= half and s in STAGES]
+    row = {}
+    for name in ("parent", "adapted"):
+        said = _staged(d / f"{name}.csv", n)
+        m = stage_metrics([s for _, s in truth], [said[i] for i, _ in truth])
+        row[name] = {"accuracy": round(m["accuracy"], 4), "kappa": round(m["kappa"], 4)}
+    card = json.loads((d / "model" / "MANIFEST.json").read_text(encoding="utf-8"))["card"]
+    row["gain_points"] = {key: round(100 * (row["adapted"][key] - row["parent"][key]), 1)
+                          for key in ("accuracy", "kappa")}
+    row["guard_chose"] = tuned["guard"]["chosen"]
+    row["pool_weights"] = card["adaptation"]["pool_weights"]
+    row["epochs_fitted"] = tuned["examples"]
+    row["seconds"] = {"export": t_export, "finetune": t_tune, "stage_parent": t_parent,
+                      "stage_adapted": t_adapted}
+    print(f"dreams{k} {cond}: {row['parent']} -> {row['adapted']}", file=sys.stderr,
+          flush=True)
+    return row
 
 
 if __name__ == "__main__":
