@@ -64,30 +64,6 @@ def _staged(path: Path, n: int) -> list[str]:
     return out
 
 
-def _re_recorded(src: Path, out: Path, rate: float, gain: float) -> Path:
-    """``src``'s central channel alone, resampled to ``rate`` Hz and times ``gain``."""
-    import mne
-
-    raw = mne.io.read_raw_edf(src, preload=True, verbose="error")
-    central = [c for c in raw.ch_names if any(k in c.upper() for k in ("CZ", "C3", "C4"))]
-    raw.pick(central[:1])
-    raw.resample(rate, verbose="error")
-    raw.apply_function(lambda x: x * gain)
-    mne.export.export_raw(out, raw, fmt="edf", overwrite=True, verbose="error")
-    return out
-
-
-def _condition(spec: str) -> tuple[float, float] | None:
-    """'RATE:GAIN' -> (rate, gain); 'recorded' -> None (the excerpt as it is)."""
-    if spec == "recorded":
-        return None
-    try:
-        rate, gain = (float(v) for v in spec.split(":"))
-    except ValueError:
-        raise SystemExit(f"--conditions: 'recorded' or RATE:GAIN (e.g. 128:2), got {spec!r}")
-    return rate, gain
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(OUT))
@@ -95,7 +71,7 @@ def main() -> None:
                     help="'recorded' and/or RATE:GAIN re-recordings (one central channel)")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO / "bench"))
-    from generalization import DREAMS
+    from generalization import DREAMS, condition
 
     tmp = Path(tempfile.mkdtemp(prefix="eegvlm-adapt-cli-"))
     result: dict = {"benchmark": "adapt_cli", "protocol": __doc__.split("\n\n")[1].strip(),
@@ -103,7 +79,7 @@ def main() -> None:
                     "split": "tuning: each excerpt's first 30 epochs (exported); test: its "
                              "last 30 epochs, seen by no step", "conditions": {}}
     for spec in args.conditions:
-        cond = _condition(spec)
+        cond = condition(spec)
         rows = {}
         for k in (2, 3, 4):
             d = tmp / spec.replace(":", "x") / f"excerpt{k}"
@@ -121,7 +97,7 @@ def main() -> None:
 
 def _excerpt(k: int, d: Path, cond: tuple[float, float] | None, dreams: Path) -> dict:
     """Export, adapt, restage and score DREAMS excerpt ``k`` in condition ``cond``."""
-    from generalization import STAGES, dreams_stages, dreams_text_to_edf
+    from generalization import STAGES, dreams_stages, dreams_text_to_edf, re_recorded
 
     from eegvlm_desktop.core.staging.metrics import stage_metrics
 
@@ -129,7 +105,7 @@ def _excerpt(k: int, d: Path, cond: tuple[float, float] | None, dreams: Path) ->
     n, half = len(st), len(st) // 2
     edf = dreams / "excerpt3.edf" if k == 3 else dreams_text_to_edf(k, d)
     if cond is not None:
-        edf = _re_recorded(edf, d / "re-recorded.edf", *cond)
+        edf = re_recorded(edf, d / "re-recorded.edf", *cond)
     (d / "first-half.csv").write_text("onset,duration,stage\n" + "".join(
         f"{EPOCH_S * e},{EPOCH_S},{st[e]}\n" for e in range(half) if st[e] in STAGES),
         encoding="utf-8")

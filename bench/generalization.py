@@ -92,6 +92,33 @@ def dreams_text_to_edf(k: int, folder: Path) -> Path:
     return path
 
 
+def re_recorded(src: Path, out: Path, rate: float, gain: float) -> Path:
+    """``src``'s first central channel (Cz, C3 or C4) alone, resampled to ``rate`` Hz with MNE
+    and times ``gain``, written to ``out`` as EDF: a night as other labs record it."""
+    import mne
+
+    raw = mne.io.read_raw_edf(src, preload=True, verbose="error")
+    central = [c for c in raw.ch_names if any(k in c.upper() for k in ("CZ", "C3", "C4"))]
+    if not central:
+        raise SystemExit(f"{src} has no central channel (Cz, C3, C4): {raw.ch_names}")
+    raw.pick(central[:1])
+    raw.resample(rate, verbose="error")
+    raw.apply_function(lambda x: x * gain)
+    mne.export.export_raw(out, raw, fmt="edf", overwrite=True, verbose="error")
+    return out
+
+
+def condition(spec: str) -> tuple[float, float] | None:
+    """'RATE:GAIN' -> (rate, gain) for :func:`re_recorded`; 'recorded' -> None (as it is)."""
+    if spec == "recorded":
+        return None
+    try:
+        rate, gain = (float(v) for v in spec.split(":"))
+    except ValueError:
+        raise SystemExit(f"a condition is 'recorded' or RATE:GAIN (e.g. 128:2), got {spec!r}")
+    return rate, gain
+
+
 def stages_csv(stages: list[str], path: Path) -> Path:
     path.write_text("onset,duration,stage\n" + "".join(
         f"{30 * i},30,{s}\n" for i, s in enumerate(stages)), encoding="utf-8")

@@ -23,6 +23,11 @@ blocks only. The re-weighting candidates (``stager_strengths``, with stages bala
 added after looking at the DREAMS curves, so those are development results, not blind ones
 (see docs/model.md).
 
+Conditions (``--conditions``, default 128:2 and 256:0.5): the DREAMS curves again with each
+excerpt re-recorded as its central channel alone at another rate and gain, the way the labs
+the model is judged on record (``"conditions"`` in the JSON). The issue's rule is read on the
+excerpts as recorded.
+
 Training variants (``--variant-gains``, ``--variant-shifts``; default: the shipped settings):
 the reviewed epochs again from a re-scaled or shifted copy of the night, same labels, fitted
 on only. They need the night's signal, so only the DREAMS excerpts get them; the SC4001
@@ -31,6 +36,7 @@ not shipped), so their points are the same with and without variants.
 
     python bench/learning_curve.py [--seeds 0 1 2] [--out bench/results/learning_curve.json]
                                    [--variant-gains 0.7 1.4] [--variant-shifts -3 3]
+                                   [--conditions 128:2 256:0.5]
 """
 from __future__ import annotations
 
@@ -47,12 +53,14 @@ OUT = REPO / "bench" / "results" / "learning_curve.json"
 POINTS = (0, 10, 20, 30, "all")
 
 
-def dreams_inputs(folder: Path, settings) -> dict:
+def dreams_inputs(folder: Path, settings, cond: tuple[float, float] | None = None) -> dict:
     """{name: (HeadData with y, variants or None)} for DREAMS 2, 3, 4, computed with the
-    parent model; variants are (HeadData, position of each one's source epoch)."""
+    parent model; variants are (HeadData, position of each one's source epoch). ``cond``
+    (rate, gain): each excerpt re-recorded as its central channel alone at that rate and
+    gain (``generalization.re_recorded``)."""
     import tempfile
 
-    from generalization import DREAMS, STAGES, dreams_stages, dreams_text_to_edf
+    from generalization import DREAMS, STAGES, dreams_stages, dreams_text_to_edf, re_recorded
 
     from eegvlm_desktop.core.recording.montage import pick_roles
     from eegvlm_desktop.core.recording.recording import read_recording
@@ -67,6 +75,8 @@ def dreams_inputs(folder: Path, settings) -> dict:
     for k in (2, 3, 4):
         st = dreams_stages(k)
         psg = DREAMS / "excerpt3.edf" if k == 3 else dreams_text_to_edf(k, tmp)
+        if cond is not None:
+            psg = re_recorded(psg, tmp / f"excerpt{k}-{cond[0]:g}Hz-x{cond[1]:g}.edf", *cond)
         keep = np.array([i for i, s in enumerate(st) if s in STAGES])
         rec = read_recording(psg)
         roles = pick_roles(rec.ch_names, rec.ch_types)
@@ -130,13 +140,25 @@ def curve(parent, x, rehearsal, seeds, settings, variants=None) -> dict:
             "curve": rows}
 
 
+def _summary(rows: dict) -> dict:
+    """DREAMS mean gain after the whole first half, and the worst point, of ``rows``."""
+    full = [r["curve"][-1] for r in rows.values()]
+    return {"dreams_mean_gain_after_whole_first_half": {
+                key: round(float(np.mean([p[f"{key}_gain"] for p in full])), 4)
+                for key in ("accuracy", "kappa")},
+            "worst_accuracy_gain_any_point": round(min(
+                p["accuracy_gain"] for r in rows.values() for p in r["curve"]), 4),
+            "worst_kappa_gain_any_point": round(min(
+                p["kappa_gain"] for r in rows.values() for p in r["curve"]), 4)}
+
+
 def plot(result: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.2), sharex=True)
     dreams = [r for n, r in result["recordings"].items() if n.startswith("dreams")]
     for k, (name, r) in enumerate(result["recordings"].items()):
         # DREAMS points often coincide: a small sideways nudge keeps each line visible.
@@ -151,14 +173,22 @@ def plot(result: dict, path: Path) -> None:
                     [100 * np.mean([r["curve"][i][key] for r in dreams])
                      for i in range(len(dreams[0]["curve"]))], "-k", lw=2.2,
                     label="DREAMS mean")
+    for (spec, c), style in zip((result.get("conditions") or {}).items(), ("--", "-.", ":")):
+        rows = list(c["recordings"].values())
+        for ax, key in zip(axes, ("accuracy_gain", "kappa_gain")):
+            ax.plot([p["reviewed"] for p in rows[0]["curve"]],
+                    [100 * np.mean([r["curve"][i][key] for r in rows])
+                     for i in range(len(rows[0]["curve"]))], style, color="k", lw=1.6,
+                    label=f"DREAMS mean, one central channel at {spec.replace(':', ' Hz x')}")
     for ax, title in zip(axes, ("accuracy", "kappa")):
         ax.axhline(0, color="k", lw=0.8)
         ax.axhline(-2, color="r", lw=0.8, ls="--")
         ax.axhline(5, color="g", lw=0.8, ls="--")
         ax.set_title(f"{title} on the second half: gain over the parent (points)")
         ax.set_xlabel("epochs of the first half reviewed")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
     fig.savefig(path, dpi=90)
 
 
@@ -172,6 +202,9 @@ def main() -> None:
     ap.add_argument("--stager-strengths", type=float, nargs="*", metavar="PULL",
                     help="candidate pulls of the re-weighting of the three stagers "
                          "(default: the shipped ones; none given: no such candidates)")
+    ap.add_argument("--conditions", nargs="*", default=["128:2", "256:0.5"],
+                    metavar="RATE:GAIN", help="DREAMS also re-recorded as one central channel "
+                    "at each rate and gain (extra curves; the rule is read as recorded)")
     ap.add_argument("--variant-gains", type=float, nargs="*", metavar="GAIN",
                     help="training-variant gains (default: the shipped setting; none "
                          "given: no gain variants)")
@@ -216,6 +249,14 @@ def main() -> None:
     for name, (x, v) in dreams_inputs(folder, settings).items():
         recordings[name] = curve(parent, x, sc, args.seeds, settings, v)
         print(f"{name} done", file=sys.stderr, flush=True)
+    from generalization import condition
+
+    conditions = {}
+    for spec in args.conditions:
+        rows = {name: curve(parent, x, sc, args.seeds, settings, v)
+                for name, (x, v) in dreams_inputs(folder, settings, condition(spec)).items()}
+        conditions[spec] = {"recordings": rows, "summary": _summary(rows)}
+        print(f"condition {spec} done", file=sys.stderr, flush=True)
     full = {n: r["curve"][-1] for n, r in recordings.items()}
     dreams = [full[n] for n in full if n.startswith("dreams")]
     worst = min(p["accuracy_gain"] for r in recordings.values() for p in r["curve"])
@@ -223,7 +264,7 @@ def main() -> None:
     result = {
         "benchmark": "learning_curve", "command": " ".join(sys.argv),
         "protocol": __doc__.split("\n\n")[1].strip(), "settings": settings.to_dict(),
-        "seeds": args.seeds, "recordings": recordings,
+        "seeds": args.seeds, "recordings": recordings, "conditions": conditions,
         "summary": {
             "dreams_mean_gain_after_whole_first_half": {
                 "accuracy": round(float(np.mean([d["accuracy_gain"] for d in dreams])), 4),
