@@ -166,7 +166,7 @@ def adapt_and_save(parent_folder: str | Path, data: HeadData, out_folder: str | 
     outcome = AdaptOutcome(Path(out_folder), report, before, after,
                            round(time.perf_counter() - t0, 2), check)
     card = adapted_card(parent_folder, manifest, out_folder, source, settings, outcome,
-                 0 if held_out is None else len(held_out))
+                        0 if held_out is None else len(held_out))
     card["adaptation"]["pool_weights"] = pool_weights(parent, head, report.chosen)
     save_adapted(parent_folder, manifest, head, out_folder, card)
     return outcome

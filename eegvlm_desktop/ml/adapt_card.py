@@ -31,9 +31,9 @@ RSN_FILE = f"{COHORT_DIR}/{RSN_NAME}"
 @dataclass
 class AdaptOutcome:
     """What :func:`~eegvlm_desktop.ml.adapt.adapt_and_save` did: the new folder, the
-    guard's report and the held-out accuracy before/after (None when too few epochs were held out). After a refit
-    (``eegvlm finetune``), ``report`` is the saved model's fit and ``check`` the fit that
-    the held-out epochs measured."""
+    guard's report and the held-out accuracy before/after (None when too few epochs were
+    held out). After a refit (``eegvlm finetune``), ``report`` is the saved model's fit and
+    ``check`` the fit that the held-out epochs measured."""
 
     folder: Path
     report: AdaptReport

@@ -27,7 +27,8 @@ def test_a_refitted_classifier_and_the_parent_kept(tmp_path):
         "guard": {"chosen": "layer=10,pool=3", "n_epochs": 40, "cv_log_loss": {"x": 1}},
         "pool_weights": {"vlm": [0.12, 0.15], "yasa": [0.69, 0.6], "rsn_scale": None}}))
     assert line.startswith("Re-fitted RobustSleepNet's classifier and the pool "
-                           "(layer=10,pool=3; pool weights: image model 0.12 → 0.15, YASA 0.69 → 0.60)")
+                           "(layer=10,pool=3; pool weights: image model 0.12 → 0.15, "
+                           "YASA 0.69 → 0.60)")
     (tmp_path / "b").mkdir()
     kept = guard_line(_folder(tmp_path / "b", {
         "guard": {"chosen": "parent", "n_epochs": 30, "cv_log_loss": {"parent": 1.0}}}))
