@@ -117,3 +117,11 @@ def test_variants_share_their_epochs_weight():
     shared = fit_stagers(parent, twice, None, 0.1, sample_weight=np.full(40, 0.5))
     assert np.isclose(once.a_yasa, shared.a_yasa, atol=1e-4)
     assert np.isclose(once.a_vlm, shared.a_vlm, atol=1e-4)
+
+
+def test_labels_of_one_stage_never_re_weight_the_stagers():
+    rng = np.random.default_rng(6)
+    one_stage = _lab(rng, 40, True)
+    one_stage.y = np.full(40, 2)  # a stretch the expert scored all N2
+    _, report = adapt_layer(_parent(), one_stage)
+    assert report.cv_log_loss and not any(k.startswith("stagers=") for k in report.cv_log_loss)
