@@ -141,8 +141,7 @@ def save_adapted(parent_folder: str | Path, manifest: dict, head: Head,
 
 
 def _json(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
+    """numpy scalars and arrays as plain JSON values (the card's numbers)."""
+    if isinstance(o, (np.generic, np.ndarray)):
         return o.tolist()
     raise TypeError(f"not JSON: {type(o).__name__}")
