@@ -26,7 +26,6 @@ conditions were chosen by hand: development results, not a blind test.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import subprocess
 import sys
@@ -53,15 +52,11 @@ def _run(*args: object) -> tuple[str, float]:
 
 
 def _staged(path: Path, n: int) -> list[str]:
-    """Stages by epoch from a hypnogram CSV written by ``eegvlm stage``."""
-    rows = list(csv.DictReader(path.open(encoding="utf-8")))
-    key = next(k for k in rows[0] if k.lower() in ("stage", "description"))
-    out = ["?"] * n
-    for r in rows:
-        e = int(round(float(r["onset"]) / EPOCH_S))
-        if 0 <= e < n:
-            out[e] = r[key]
-    return out
+    """Stages by epoch of a hypnogram written by ``eegvlm stage`` (read as the app reads it)."""
+    from eegvlm_desktop.core.hypnogram.read import read_hypnogram
+
+    hyp = read_hypnogram(path, recording_duration=n * EPOCH_S).hypnogram
+    return [hyp[e] if e < len(hyp) else "?" for e in range(n)]
 
 
 def main() -> None:

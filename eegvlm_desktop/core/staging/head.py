@@ -17,6 +17,12 @@ from eegvlm_desktop.core.stages import STAGES
 EVIDENCE_EPOCHS = 100
 
 
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax of logits ``z`` (n, k), stable for large values."""
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
 class AdaptError(ValueError):
     """The labels or features cannot be used to adapt the model."""
 
@@ -89,9 +95,7 @@ class Head:
         return self.a_vlm * x.vlm + self.a_yasa * x.yasa + x.seq @ self.layer.T + self.bias
 
     def log_proba(self, x: HeadData) -> np.ndarray:
-        z = self.logits(x)
-        z = z - z.max(axis=1, keepdims=True)
-        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return log_softmax(self.logits(x))
 
     def to_vector(self) -> np.ndarray:
         return np.concatenate([[self.a_vlm, self.a_yasa], self.layer.ravel(), self.bias])

@@ -27,7 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 from eegvlm_desktop.core.stages import STAGES
-from eegvlm_desktop.core.staging.head import EVIDENCE_EPOCHS, AdaptError, Head, HeadData
+from eegvlm_desktop.core.staging.head import (EVIDENCE_EPOCHS, AdaptError, Head, HeadData,
+                                              log_softmax)
 
 
 def balanced_weights(y: np.ndarray) -> np.ndarray:
@@ -45,11 +46,6 @@ def _inputs(parent: Head, x: HeadData) -> np.ndarray:
     """(3, n, 5): the image model's and YASA's log-probabilities and RobustSleepNet's
     logits as the parent pools them (classifier times its pool weight)."""
     return np.stack([x.vlm, x.yasa, x.seq @ parent.layer.T + parent.bias])
-
-
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
 def fit_stagers(parent: Head, new: HeadData, rehearsal: HeadData | None, lam: float,
@@ -100,7 +96,7 @@ def fit_stagers(parent: Head, new: HeadData, rehearsal: HeadData | None, lam: fl
     def loss(v: np.ndarray) -> tuple[float, np.ndarray]:
         total, grad = 0.0, np.zeros(3)
         for c, y, w in sets:
-            lp = _log_softmax(np.tensordot(v, c, axes=1))
+            lp = log_softmax(np.tensordot(v, c, axes=1))
             rows = np.arange(len(y))
             total -= float(w @ lp[rows, y])
             g = np.exp(lp)
