@@ -23,7 +23,7 @@ blocks only. The re-weighting candidates (``stager_strengths``, with stages bala
 added after looking at the DREAMS curves, so those are development results, not blind ones
 (see docs/model.md).
 
-Conditions (``--conditions``, default 128:2 and 256:0.5): the DREAMS curves again with each
+Conditions (``--conditions``, default 100:1, 128:2 and 256:0.5): the DREAMS curves again with each
 excerpt re-recorded as its central channel alone at another rate and gain, the way the labs
 the model is judged on record (``"conditions"`` in the JSON). The issue's rule is read on the
 excerpts as recorded.
@@ -36,7 +36,7 @@ not shipped), so their points are the same with and without variants.
 
     python bench/learning_curve.py [--seeds 0 1 2] [--out bench/results/learning_curve.json]
                                    [--variant-gains 0.7 1.4] [--variant-shifts -3 3]
-                                   [--conditions 128:2 256:0.5]
+                                   [--conditions 100:1 128:2 256:0.5]
 """
 from __future__ import annotations
 
@@ -199,7 +199,7 @@ def main() -> None:
     ap.add_argument("--stager-strengths", type=float, nargs="*", metavar="PULL",
                     help="candidate pulls of the re-weighting of the three stagers "
                          "(default: the shipped ones; none given: no such candidates)")
-    ap.add_argument("--conditions", nargs="*", default=["128:2", "256:0.5"],
+    ap.add_argument("--conditions", nargs="*", default=["100:1", "128:2", "256:0.5"],
                     metavar="RATE:GAIN", help="DREAMS also re-recorded as one central channel "
                     "at each rate and gain (extra curves; the rule is read as recorded)")
     ap.add_argument("--variant-gains", type=float, nargs="*", metavar="GAIN",
